@@ -1,0 +1,1 @@
+"""Ingest service: bulk load, HTTP events, and the Faust worker keeping per-store state."""

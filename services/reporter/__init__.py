@@ -1,0 +1,1 @@
+"""Reporter service: snapshots worker state, computes reports, stores CSVs in PostgreSQL."""

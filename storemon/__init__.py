@@ -1,0 +1,1 @@
+"""storemon: store uptime reports from a stream of polls."""

@@ -1,0 +1,42 @@
+# Shared by deploy/local/*.sh (sourced, not run).
+#
+# Everything the local servers need (downloads, data, logs, pid files) lives
+# under one gitignored state folder, so `rm -rf .state` is a full reset.
+# Ports mirror the defaults in storemon/config.py; keep them in sync.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE_DIR="${STOREMON_STATE_DIR:-$REPO_ROOT/.state}"
+mkdir -p "$STATE_DIR"
+STATE_DIR="$(cd "$STATE_DIR" && pwd)"
+
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT=19092
+KAFKA_CONTROLLER_PORT=19093
+PG_HOST=127.0.0.1
+PG_PORT=55432
+
+log() { printf '%s\n' "[$(basename "$0" .sh)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# True when something accepts TCP connections on host:port. Only used to
+# detect a port taken by a foreign process; readiness is checked properly.
+port_open() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# True when $1 is a live process whose command line contains $2 (guards
+# against a stale pid file whose pid was reused by something else).
+pid_matches() {
+    local pid=$1 needle=$2
+    [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle"
+}
+
+# Waits up to $2 seconds for pid $1 to exit; returns non-zero if it didn't.
+wait_pid_gone() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}

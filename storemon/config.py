@@ -1,4 +1,5 @@
 """Configuration from the environment: one place every service reads it."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The JSON Schemas in `schemas/`: the contract for every value on storemon's topics."""
+
 from __future__ import annotations
 
 import json

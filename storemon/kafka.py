@@ -1,0 +1,112 @@
+"""Kafka helpers shared by every service: topic layout, admin, producers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from storemon import config
+from storemon.config import Settings
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+# The three input topics share one partition count and are keyed by store_id with
+# the same (Java-compatible murmur2) partitioner, so a store's polls, hours and zone
+# land in the same partition number: the Faust worker owning that partition holds
+# all of the store's state without a repartition step.
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    # Late polls up to 8 days old still count, so keep a margin above that.
+    TopicSpec(config.TOPIC_STATUS, {"cleanup.policy": "delete", "retention.ms": str(10 * DAY_MS)}),
+    TopicSpec(config.TOPIC_HOURS, {"cleanup.policy": "compact"}),
+    TopicSpec(config.TOPIC_TIMEZONES, {"cleanup.policy": "compact"}),
+    TopicSpec(
+        config.TOPIC_REPORT_REQUESTS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+    ),
+    TopicSpec(
+        config.TOPIC_STATUS_DLQ, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
+    ),
+)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
+) -> list[str]:
+    """Create the deployment's topics that are missing; return the names created.
+
+    Idempotent: existing topics are left as they are, but a wrong cleanup policy
+    on one is an error, since compaction vs deletion changes what state survives.
+    """
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = {settings.topic(spec.name): spec for spec in specs}
+    missing = [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            config=spec.configs,
+        )
+        for name, spec in wanted.items()
+        if name not in existing
+    ]
+    created = []
+    for name, future in (admin.create_topics(missing) if missing else {}).items():
+        try:
+            future.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            # Another process may have created it between our listing and now.
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    _check_cleanup_policies(admin, wanted, timeout)
+    return created
+
+
+def _check_cleanup_policies(
+    admin: AdminClient, wanted: dict[str, TopicSpec], timeout: float
+) -> None:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted]
+    for resource, future in admin.describe_configs(resources).items():
+        actual = future.result(timeout)["cleanup.policy"].value
+        expected = wanted[resource.name].configs["cleanup.policy"]
+        if actual != expected:
+            raise RuntimeError(
+                f"topic {resource.name} has cleanup.policy={actual}, storemon needs {expected}"
+            )
+
+
+def producer_config(settings: Settings, **overrides: str | int | bool) -> dict[str, object]:
+    """Producer settings every storemon producer uses: durable, ordered, batched."""
+    conf: dict[str, object] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        # Same partitioner as the Java client and aiokafka (Faust), so keys land
+        # where Faust expects them whoever produced them.
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def make_producer(settings: Settings, **overrides: str | int | bool) -> Producer:
+    return Producer(producer_config(settings, **overrides))

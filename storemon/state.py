@@ -1,0 +1,191 @@
+"""The layout of the worker's per-store state, and a reader that follows it.
+
+The Faust worker (services/ingest/worker.py) writes three tables; each is
+backed by a compacted changelog topic, which is the durable form of the state.
+The reporter reads the same changelogs to take a snapshot, so the layout
+(table names, key encoding, value encoding) is defined once, here.
+
+Observation keys are `b"<store_id> <timestamp µs>"` and values one byte
+(`a`ctive / `i`nactive). One changelog record is one poll, a few dozen bytes:
+an update never rewrites a store's week, a poll replayed or received twice
+lands on the same key (idempotent, the later accepted value wins), and a late
+poll simply lands in its place. store_id cannot contain white space (schemas/),
+so the space separates the two parts unambiguously.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from storemon.config import Settings
+
+OBSERVATIONS_TABLE = "observations"
+SCHEDULES_TABLE = "schedules"
+ZONES_TABLE = "zones"
+TABLES = (OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
+
+ACTIVE = b"a"
+INACTIVE = b"i"
+
+#: Observations older than the greatest event time minus this are out of every window.
+HORIZON_US = 8 * 24 * 3600 * 1_000_000
+
+V = TypeVar("V")
+
+
+def worker_app_id(settings: Settings) -> str:
+    """The Faust app id, and so the worker's consumer group and changelog prefix."""
+    return settings.topic("storemon-worker")
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{worker_app_id(settings)}-{table}-changelog"
+
+
+def observation_key(store_id: str, timestamp_us: int) -> bytes:
+    return f"{store_id} {timestamp_us}".encode()
+
+
+def split_observation_key(key: bytes) -> tuple[str, int]:
+    store_id, _, timestamp = key.decode().rpartition(" ")
+    return store_id, int(timestamp)
+
+
+@dataclass
+class StateView:
+    """The latest value of every key of the worker's tables, as of `offsets`."""
+
+    #: store_id -> {timestamp µs: active}
+    observations: dict[str, dict[int, bool]] = field(default_factory=dict)
+    #: store_id -> the schedule's JSON value (as the worker stored it)
+    schedules: dict[str, bytes] = field(default_factory=dict)
+    #: store_id -> IANA zone name
+    zones: dict[str, str] = field(default_factory=dict)
+    #: changelog topic -> next offset read, per partition
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def apply(self, table: str, key: bytes, value: bytes | None) -> None:
+        if table == OBSERVATIONS_TABLE:
+            store_id, timestamp_us = split_observation_key(key)
+            if value is None:
+                polls = self.observations.get(store_id)
+                if polls is not None:
+                    polls.pop(timestamp_us, None)
+                    if not polls:
+                        del self.observations[store_id]
+            else:
+                self.observations.setdefault(store_id, {})[timestamp_us] = value == ACTIVE
+        elif table == SCHEDULES_TABLE:
+            _set_or_delete(self.schedules, key.decode(), value)
+        else:
+            zone = None if value is None else value.decode()
+            _set_or_delete(self.zones, key.decode(), zone)
+
+    def observation_count(self) -> int:
+        return sum(len(polls) for polls in self.observations.values())
+
+
+def _set_or_delete(mapping: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
+class StateReader:
+    """Follows the worker's changelog topics and keeps a StateView up to date.
+
+    `catch_up()` reads until every changelog partition's end offset as it was
+    when called, so the view then holds everything the workers had written.
+    """
+
+    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+        self.settings = settings
+        self.view = StateView()
+        self._table_of_topic = {changelog_topic(settings, table): table for table in TABLES}
+        # Offsets are tracked by the reader itself (assign, no commits): every
+        # reader must see the whole changelog whatever others have read.
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": group_id or settings.topic("storemon-state-reader"),
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            }
+        )
+        self._assigned: set[tuple[str, int]] = set()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _assign_new_partitions(self, timeout: float) -> None:
+        metadata = self._consumer.list_topics(timeout=timeout)
+        new = [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in self._table_of_topic
+            if topic in metadata.topics
+            for partition in metadata.topics[topic].partitions
+            if (topic, partition) not in self._assigned
+        ]
+        if new:
+            self._consumer.incremental_assign(new)
+            self._assigned.update((tp.topic, tp.partition) for tp in new)
+            for tp in new:
+                self.view.offsets.setdefault(tp.topic, {})[tp.partition] = 0
+
+    def _end_offsets(self, timeout: float) -> dict[tuple[str, int], int]:
+        ends = {}
+        for topic, partition in self._assigned:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            ends[(topic, partition)] = high
+        return ends
+
+    def catch_up(self, timeout: float = 60.0) -> dict[str, dict[int, int]]:
+        """Read every changelog up to its current end; return the offsets reached."""
+        deadline = time.monotonic() + timeout
+        self._assign_new_partitions(timeout)
+        targets = self._end_offsets(timeout)
+        behind = {tp for tp, end in targets.items() if self.view.offsets[tp[0]][tp[1]] < end}
+        while behind:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"state changelogs not read to their end within {timeout:.0f} s: "
+                    + ", ".join(f"{t}[{p}]" for t, p in sorted(behind))
+                )
+            read_any = False
+            for topic, partition, key, value, offset in self._poll_batch():
+                self.view.apply(self._table_of_topic[topic], key, value)
+                self.view.offsets[topic][partition] = offset + 1
+                read_any = True
+            if not read_any:
+                # Compaction or control records can leave the last offsets
+                # without a record: the consumer's position moves past them.
+                for tp in self._consumer.position(
+                    [TopicPartition(topic, partition) for topic, partition in behind]
+                ):
+                    if tp.offset >= 0:
+                        self.view.offsets[tp.topic][tp.partition] = tp.offset
+            behind = {tp for tp in behind if self.view.offsets[tp[0]][tp[1]] < targets[tp]}
+        return {topic: dict(parts) for topic, parts in self.view.offsets.items()}
+
+    def _poll_batch(self) -> Iterator[tuple[str, int, bytes, bytes | None, int]]:
+        for message in self._consumer.consume(num_messages=100_000, timeout=0.2):
+            error = message.error()
+            if error is not None:
+                raise RuntimeError(f"reading state changelog: {error}")
+            yield (
+                message.topic(),
+                message.partition(),
+                message.key(),
+                message.value(),
+                message.offset(),
+            )

@@ -214,12 +214,13 @@ do_start() {
     rm -f "$PID_FILE"
     # setsid: own session, so the broker outlives the calling shell/terminal and
     # a Ctrl-C there doesn't reach it. The wrapper records the pid it execs into.
+    # 9>&-: the broker must not inherit (and so hold) our lock.
     # shellcheck disable=SC2086  # HEAP_OPTS is a list of JVM flags
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
         java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dkafka.logs.dir="$LOG_DIR" -Dlog4j.configuration="file:$CONF_DIR/log4j.properties" \
         -cp "$LIBS_DIR/*" kafka.Kafka "$SERVER_PROPS" \
-        </dev/null >>"$KAFKA_DIR/kafka.out" 2>&1 &
+        </dev/null >>"$KAFKA_DIR/kafka.out" 2>&1 9>&- &
     local i
     for i in $(seq 50); do
         [[ -s $PID_FILE ]] && break
@@ -270,8 +271,8 @@ do_status() {
 }
 
 case "${1:-}" in
-start) do_start ;;
-stop) do_stop ;;
+start) lock_state kafka && do_start ;;
+stop) lock_state kafka && do_stop ;;
 status) do_status ;;
 *)
     echo "usage: $0 {start|stop|status}" >&2

@@ -40,3 +40,11 @@ wait_pid_gone() {
         sleep 0.2
     done
 }
+
+# Serializes start/stop of one server (e.g. two test sessions starting the
+# stack at once). Holds fd 9 until the script exits; launched servers must
+# close it (9>&-).
+lock_state() {
+    exec 9>"$STATE_DIR/$1.lock"
+    flock -w 600 9 || die "timed out waiting for another start/stop of $1"
+}

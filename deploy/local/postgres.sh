@@ -84,10 +84,12 @@ prepare_dirs() {
             chmod o+x "$STATE_DIR"
         fi
         if ! runuser -u postgres -- test -w "$PG_DIR" 2>/dev/null; then
-            local p="$STATE_DIR"
-            while [[ $p != / ]]; do
+            # Name the first folder, from the root down, that it can't enter.
+            local p="" part parts
+            IFS=/ read -ra parts <<<"${PG_DIR#/}"
+            for part in "${parts[@]}"; do
+                p="$p/$part"
                 runuser -u postgres -- test -x "$p" 2>/dev/null || break
-                p="$(dirname "$p")"
             done
             die "the 'postgres' OS user cannot reach $PG_DIR (blocked at $p)." \
                 "Set STOREMON_STATE_DIR to a folder it can reach, or: chmod o+x $p"
@@ -177,7 +179,8 @@ do_start() {
     write_config
     # pg_ctl daemonizes the server in its own session and -w waits until it
     # accepts connections.
-    if ! as_pg "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -w -t "$START_TIMEOUT" -s start; then
+    # 9>&-: the server must not inherit (and so hold) our lock.
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -w -t "$START_TIMEOUT" -s start 9>&-; then
         tail -n 40 "$LOG_FILE" >&2 || true
         do_stop || true
         die "PostgreSQL did not start (log: $LOG_FILE)"
@@ -232,8 +235,8 @@ do_status() {
 }
 
 case "${1:-}" in
-start) do_start ;;
-stop) do_stop ;;
+start) lock_state postgres && do_start ;;
+stop) lock_state postgres && do_stop ;;
 status) do_status ;;
 *)
     echo "usage: $0 {start|stop|status}" >&2

@@ -44,7 +44,7 @@ fetch_libs() {
     fi
     command -v mvn >/dev/null ||
         die "mvn not found: install Maven 3 (Debian: apt-get install -y maven) to fetch the Kafka jars"
-    log "fetching Kafka jars with Maven (first run only) into $LIBS_DIR"
+    log "fetching Kafka jars with Maven into $LIBS_DIR (once per pom.xml version)"
     local tmp="$KAFKA_DIR/libs.tmp"
     rm -rf "$tmp"
     # Into a temporary folder first: an interrupted download must not look complete.

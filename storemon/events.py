@@ -1,0 +1,162 @@
+"""The values on storemon's topics: decoding with per-field errors, encoding, DLQ records.
+
+Every path that puts a record on a topic or takes one off (the CSV loader,
+`POST /events`, the Faust worker) judges it here, with the per-field rules of
+storemon/inputs.py, so a record is accepted or rejected the same way wherever
+it comes from, and always as schemas/ describes it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from storemon import inputs
+from storemon.inputs import HoursRow, Observation, RowError
+
+#: Polls from further in the future than this are a clock or producer bug: one of
+#: them would become every report's as_of and push all real polls out of the window.
+MAX_FUTURE_US = 24 * 3600 * 1_000_000
+
+OBSERVATION_FIELDS = frozenset({"store_id", "timestamp_utc", "status"})
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _json_object(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise RowError("value", "is empty")
+    try:
+        decoded = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RowError("value", f"not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise RowError("value", f"expected a JSON object, got {type(decoded).__name__}")
+    return decoded
+
+
+def _check_key(key: bytes | None, store_id: str) -> None:
+    # Partitioning is by key: a record keyed otherwise sits in another store's
+    # partition, where the worker holding the store never sees it.
+    if key != store_id.encode():
+        raise RowError("key", f"must be the store_id {store_id!r}, got {key!r}")
+
+
+def observation_from_record(record: Mapping[str, object], received_at_us: int) -> Observation:
+    """A status observation given as a mapping (JSON object, CSV row), fully checked."""
+    unknown = set(record) - OBSERVATION_FIELDS
+    if unknown:
+        raise RowError(sorted(unknown)[0], "unknown field")
+    observation = inputs.parse_observation(record)
+    if observation.timestamp_us > received_at_us + MAX_FUTURE_US:
+        raise RowError("timestamp_utc", "more than a day in the future")
+    return observation
+
+
+def decode_observation(key: bytes | None, value: bytes | None) -> Observation:
+    """A `store-status` record, checked against its schema and its key."""
+    observation = observation_from_record(_json_object(value), now_us())
+    _check_key(key, observation.store_id)
+    return observation
+
+
+def encode_observation(observation: Observation) -> bytes:
+    """The canonical `store-status` value (schemas/status-observation.schema.json)."""
+    return json.dumps(
+        {
+            "store_id": observation.store_id,
+            "timestamp_utc": inputs.format_timestamp(observation.timestamp_us),
+            "status": observation.status,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_schedule(key: bytes | None, value: bytes | None) -> tuple[str, list[HoursRow] | None]:
+    """A `store-hours` record: the store and its weekly rows (None: the record deletes it)."""
+    if value is None:
+        return _tombstone_store(key), None
+    record = _json_object(value)
+    store_id = inputs.parse_store_id(record.get("store_id"))
+    _check_key(key, store_id)
+    hours = record.get("hours")
+    if not isinstance(hours, list):
+        raise RowError("hours", "must be a list of {day, start_time_local, end_time_local}")
+    rows = []
+    for position, row in enumerate(hours):
+        if not isinstance(row, dict):
+            raise RowError(f"hours.{position}", "must be an object")
+        try:
+            rows.append(inputs.parse_hours_row({**row, "store_id": store_id}))
+        except RowError as exc:
+            raise RowError(f"hours.{position}.{exc.field}", exc.reason) from None
+    return store_id, rows
+
+
+def encode_schedule(store_id: str, rows: list[HoursRow]) -> bytes:
+    """The canonical `store-hours` value (schemas/store-hours.schema.json)."""
+    return json.dumps(
+        {
+            "store_id": store_id,
+            "hours": [
+                {
+                    "day": row.day,
+                    "start_time_local": _format_local_time(row.start_us),
+                    "end_time_local": _format_local_time(row.end_us),
+                }
+                for row in rows
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _format_local_time(micros: int) -> str:
+    seconds, fraction = divmod(micros, 1_000_000)
+    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
+
+
+def decode_zone(key: bytes | None, value: bytes | None) -> tuple[str, str | None]:
+    """A `store-timezones` record: the store and its zone (None: the record deletes it)."""
+    if value is None:
+        return _tombstone_store(key), None
+    row = inputs.parse_timezone_row(_json_object(value))
+    _check_key(key, row.store_id)
+    return row.store_id, row.timezone_str
+
+
+def encode_zone(store_id: str, timezone_str: str) -> bytes:
+    return json.dumps(
+        {"store_id": store_id, "timezone_str": timezone_str}, separators=(",", ":")
+    ).encode()
+
+
+def _tombstone_store(key: bytes | None) -> str:
+    if not key:
+        raise RowError("key", "a deletion (null value) needs the store_id as key")
+    return inputs.parse_store_id(key.decode(errors="replace"))
+
+
+def dlq_record(
+    source: str, line: int | None, field: str | None, reason: str, raw: bytes | str | None
+) -> bytes:
+    """The dead-letter value (schemas/dlq-record.schema.json) for a rejected record."""
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    return json.dumps(
+        {
+            "source": source,
+            "line": line,
+            "field": field,
+            "reason": reason,
+            "raw": raw or "",
+            "rejected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        },
+        separators=(",", ":"),
+    ).encode()

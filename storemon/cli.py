@@ -1,7 +1,323 @@
-"""The `storemon` console script."""
+"""The `storemon` console script: one argparse parser, one thin handler per subcommand.
+
+To add a subcommand, write an `_add_<name>(subcommands)` function that adds its parser
+and sets `handler=` (a function `(argparse.Namespace) -> int` that calls into a module),
+and list it in `_PARSER_BUILDERS`. Handlers import what they need when they run, so a
+command pays only for its own imports (`report-csv` never imports pandas or Kafka).
+
+Errors the user can act on (a missing file, a bad row in `--strict` mode, a bad
+argument) are printed as one line on stderr with exit status 1; argparse usage errors
+exit with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storemon.inputs import BadRow
+
+PROG = "storemon"
+#: At most this many bad rows are listed per file; the rest are counted.
+_BAD_ROWS_SHOWN = 10
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("storemon", argv or sys.argv[1:])
+class CommandError(Exception):
+    """A failure to report to the user as one line, without a traceback."""
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------
+# report-csv
+# ---------------------------------------------------------------------------------------
+
+
+def _add_report_csv(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "report-csv",
+        help="the uptime report from CSV files, without any service",
+        description="Compute the store uptime report (report-semantics.md) from CSV files.",
+    )
+    parser.add_argument("--status", required=True, type=Path, metavar="F",
+                        help="status polls: store_id,status,timestamp_utc")
+    parser.add_argument("--hours", required=True, type=Path, metavar="F",
+                        help="business hours: store_id,day|dayOfWeek,start_time_local,"
+                             "end_time_local")
+    parser.add_argument("--timezones", required=True, type=Path, metavar="F",
+                        help="store zones: store_id,timezone_str")
+    parser.add_argument("--as-of", metavar="T",
+                        help="the report's instant (ISO-8601 or Loop form); "
+                             "default: the latest poll")
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT",
+                        help="write the CSV here instead of to standard output")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on the first bad input row instead of skipping it")
+    parser.set_defaults(handler=_report_csv)
+
+
+def _report_csv(args: argparse.Namespace) -> int:
+    from storemon import engine, inputs
+
+    as_of = None
+    if args.as_of is not None:
+        try:
+            as_of = inputs.parse_timestamp(args.as_of)
+        except inputs.RowError as exc:
+            raise CommandError(f"--as-of: {exc.reason}") from None
+    try:
+        status = inputs.read_status_csv(args.status, strict=args.strict)
+        hours = inputs.read_hours_csv(args.hours, strict=args.strict)
+        timezones = inputs.read_timezones_csv(args.timezones, strict=args.strict)
+    except inputs.InputFileError as exc:
+        raise CommandError(str(exc)) from None
+    for result in (status, hours, timezones):
+        _report_bad_rows(result.bad_rows)
+    report = engine.compute(status.data, hours.data, timezones.data, as_of=as_of)
+    csv_bytes = report.to_csv_bytes()
+    if args.output is None:
+        sys.stdout.buffer.write(csv_bytes)
+        sys.stdout.flush()
+    else:
+        _write_atomically(args.output, csv_bytes)
+        as_of_text = "-" if report.as_of_us is None else inputs.format_timestamp(report.as_of_us)
+        _say(f"wrote {args.output}: {len(report)} stores, as of {as_of_text}")
     return 0
+
+
+def _report_bad_rows(bad_rows: Sequence[BadRow]) -> None:
+    for bad in bad_rows[:_BAD_ROWS_SHOWN]:
+        _say(f"skipped bad row: {bad}")
+    if bad_rows:
+        more = len(bad_rows) - _BAD_ROWS_SHOWN
+        extra = f" ({more} more not shown)" if more > 0 else ""
+        _say(f"skipped {len(bad_rows)} bad rows in {bad_rows[0].file}{extra}")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a report."""
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------
+# generate
+# ---------------------------------------------------------------------------------------
+
+
+def _add_generate(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "generate",
+        help="write a synthetic data set (benchmark scale or the small sample)",
+        description="Write store_status.csv, menu_hours.csv and timezones.csv to a folder: "
+                    "the real Loop stores' hours and zones when ../shared/data/loop-2023 "
+                    "exists, with 8 days of generated polls. Deterministic by seed.",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--scale", type=float, default=1.0, metavar="F",
+                        help="multiply the default 14,000 stores (default 1)")
+    parser.add_argument("--stores", type=int, metavar="N", help="exact number of stores")
+    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--sample", action="store_true",
+                        help="the small sample set that `storemon up --sample` loads")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="generate every store's hours and zone, even with Loop data")
+    parser.set_defaults(handler=_generate)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from storemon import generator
+    from storemon.inputs import format_timestamp
+
+    if args.scale <= 0:
+        raise CommandError("--scale must be positive")
+    stores = generator.SAMPLE_STORES if args.sample and args.stores is None else args.stores
+    dataset = generator.generate_dataset(
+        args.out, stores=stores, scale=args.scale, seed=args.seed, synthetic=args.synthetic
+    )
+    _say(
+        f"wrote {dataset.directory}: {dataset.stores} stores, {dataset.status_rows} polls "
+        f"({format_timestamp(dataset.first_poll_us)} to {format_timestamp(dataset.last_poll_us)}),"
+        f" {dataset.hours_rows} hours rows, {dataset.timezone_rows} zone rows; "
+        f"stores from {dataset.source}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# services: create-topics, load, worker, lag
+# ---------------------------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from storemon.config import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _add_create_topics(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "create-topics",
+        help="create the deployment's topics (idempotent)",
+        description="Create the topics of system.md with their cleanup policies, named with "
+                    "STOREMON_TOPIC_PREFIX; partitions and replication from "
+                    "STOREMON_TOPIC_PARTITIONS / STOREMON_TOPIC_REPLICATION.",
+    )
+    parser.set_defaults(handler=_create_topics)
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    from storemon.kafka import ensure_topics
+
+    created = ensure_topics(_settings())
+    _say(f"created {', '.join(created)}" if created else "all topics already exist")
+    return 0
+
+
+def _add_load(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "load",
+        help="bulk-produce CSV files into the input topics",
+        description="Validate CSV rows and produce them keyed by store_id: polls to "
+                    "store-status, each store's whole schedule to store-hours, zones to "
+                    "store-timezones. Bad rows go to store-status-dlq with file, line and "
+                    "reason. Exits non-zero if any delivery failed.",
+    )
+    parser.add_argument("--status", type=Path, metavar="F", help="status polls CSV")
+    parser.add_argument("--hours", type=Path, metavar="F", help="business hours CSV")
+    parser.add_argument("--timezones", type=Path, metavar="F", help="store zones CSV")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from storemon.ingest.load import load_files
+    from storemon.inputs import InputFileError
+    from storemon.kafka import ensure_topics
+
+    if args.status is None and args.hours is None and args.timezones is None:
+        raise CommandError("give at least one of --status, --hours, --timezones")
+    settings = _settings()
+    ensure_topics(settings)
+    try:
+        results = load_files(
+            settings, args.status, args.hours, args.timezones, progress=not args.no_progress,
+            report=_say,
+        )
+    except InputFileError as exc:
+        raise CommandError(str(exc)) from None
+    failed = sum(counts.failed for counts in results)
+    if failed:
+        _say(f"error: {failed} rows were not delivered")
+        return 1
+    _say("done: every accepted and rejected row is confirmed by the broker")
+    return 0
+
+
+def _add_worker(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "worker",
+        help="run a Faust worker keeping per-store state",
+        description="Consume store-status, store-hours and store-timezones into "
+                    "changelog-backed per-store tables. Run several to share partitions.",
+    )
+    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    parser.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from storemon.ingest.worker import run_worker
+    from storemon.kafka import ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    run_worker(settings, loglevel=args.loglevel.lower())
+    return 0
+
+
+
+def _add_lag(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "lag",
+        help="consumer lag per group, topic and partition",
+        description="For every consumer group of the deployment (worker, reporter): the "
+                    "committed offset, end offset and lag per topic partition. A group that "
+                    "has committed nothing yet counts its whole backlog.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=_lag)
+
+
+def _lag(args: argparse.Namespace) -> int:
+    import json
+
+    from storemon.lag import consumer_lag, lag_as_json, lag_as_table
+
+    rows = consumer_lag(_settings())
+    print(json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------
+
+_PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
+    _add_report_csv,
+    _add_generate,
+    _add_create_topics,
+    _add_load,
+    _add_worker,
+    _add_lag,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Store uptime reports.")
+    subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _PARSER_BUILDERS:
+        add(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit status."""
+    # numpy asks for transparent huge pages on big arrays; where the kernel compacts
+    # memory synchronously for them, first touch gets ~6x slower, which dominated
+    # `report-csv`. Only effective before numpy's first import.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(handler(args))
+    except CommandError as exc:
+        _say(f"error: {exc}")
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(f"error: {exc.strerror or exc}{where}")
+    except ValueError as exc:  # e.g. an unknown zone handed to the engine
+        _say(f"error: {exc}")
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

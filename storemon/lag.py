@@ -1,0 +1,96 @@
+"""Consumer lag of the deployment's consumer groups: how far each is behind its topics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+from storemon import config
+from storemon.config import Settings
+from storemon.kafka import admin_client
+from storemon.state import worker_app_id
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    #: None while the group has committed nothing on this partition.
+    committed: int | None
+    end: int
+    lag: int
+
+
+def deployment_groups(settings: Settings) -> dict[str, list[str]]:
+    """Each consumer group of the deployment and the topics it consumes."""
+    return {
+        worker_app_id(settings): [
+            settings.topic(config.TOPIC_STATUS),
+            settings.topic(config.TOPIC_HOURS),
+            settings.topic(config.TOPIC_TIMEZONES),
+        ],
+        reporter_group(settings): [settings.topic(config.TOPIC_REPORT_REQUESTS)],
+    }
+
+
+def reporter_group(settings: Settings) -> str:
+    return settings.topic("storemon-reporter")
+
+
+def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag]:
+    """Lag per group, topic and partition; a group that committed nothing owes its backlog."""
+    admin = admin_client(settings)
+    groups = deployment_groups(settings)
+    metadata = admin.list_topics(timeout=timeout)
+    watermarks = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "storemon-lag"}
+    )
+    try:
+        rows = []
+        for group, topics in groups.items():
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in topics
+                if topic in metadata.topics
+                for partition in sorted(metadata.topics[topic].partitions)
+            ]
+            if not partitions:
+                continue
+            request = [ConsumerGroupTopicPartitions(group, partitions)]
+            answer = admin.list_consumer_group_offsets(request)[group].result(timeout)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+            for tp in partitions:
+                low, high = watermarks.get_watermark_offsets(tp, timeout=timeout)
+                offset = committed.get((tp.topic, tp.partition), -1)
+                known = offset if offset >= 0 else None
+                lag = high - (known if known is not None else low)
+                rows.append(PartitionLag(group, tp.topic, tp.partition, known, high, max(lag, 0)))
+        return rows
+    finally:
+        watermarks.close()
+
+
+def lag_as_json(rows: list[PartitionLag]) -> dict[str, object]:
+    return {"groups": [asdict(row) for row in rows], "total_lag": sum(row.lag for row in rows)}
+
+
+def lag_as_table(rows: list[PartitionLag]) -> str:
+    header = ("group", "topic", "partition", "committed", "end", "lag")
+    cells = [
+        (
+            r.group,
+            r.topic,
+            str(r.partition),
+            "-" if r.committed is None else str(r.committed),
+            str(r.end),
+            str(r.lag),
+        )
+        for r in rows
+    ]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.append(f"total lag: {sum(r.lag for r in rows)}")
+    return "\n".join(lines)

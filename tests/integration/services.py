@@ -1,0 +1,133 @@
+"""Running storemon's own services as real processes in tests, and waiting on them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from storemon import events
+from storemon.config import Settings
+from storemon.inputs import Observation
+from storemon.kafka import ensure_topics, make_producer
+from storemon.lag import consumer_lag
+from storemon.state import StateReader, StateView
+
+T = TypeVar("T")
+STOREMON = [sys.executable, "-m", "storemon.cli"]
+
+
+def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        STOREMON_TOPIC_PREFIX=prefix,
+        STOREMON_TOPIC_PARTITIONS="4",
+        **extra,
+    )
+    return env
+
+
+def settings_for(kafka_bootstrap: str, prefix: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=Settings.from_env().database_url,
+        api_port=0,
+        topic_prefix=prefix,
+        topic_partitions=4,
+        topic_replication_factor=1,
+        state_dir=Settings.from_env().state_dir,
+        ingest_token=None,
+    )
+
+
+class ServiceProcess:
+    """One `storemon <command>` process, its output in a log file under `log_dir`."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*STOREMON, *command], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commits."""
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float, what: str, on_timeout: str = "") -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}\n{on_timeout}"
+            )
+        time.sleep(0.2)
+
+
+def produce_observations(settings: Settings, observations: Iterable[Observation]) -> int:
+    """Produce in the given order, keyed by store, confirmed by the broker."""
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    topic = settings.topic("store-status")
+    count = 0
+    for observation in observations:
+        producer.produce(
+            topic, events.encode_observation(observation), observation.store_id.encode()
+        )
+        count += 1
+        if count % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0, "not every record was delivered"
+    return count
+
+
+def expected_view(observations: Iterable[Observation]) -> dict[str, dict[int, bool]]:
+    """The state the worker must hold: the last accepted status per store and timestamp."""
+    state: dict[str, dict[int, bool]] = {}
+    for observation in observations:
+        state.setdefault(observation.store_id, {})[observation.timestamp_us] = (
+            observation.status == "active"
+        )
+    return state
+
+
+class StateProbe:
+    """Reads the workers' state (their table changelogs) as often as a test asks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.reader = StateReader(settings)
+
+    def view(self) -> StateView:
+        self.reader.catch_up(timeout=30)
+        return self.reader.view
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def worker_lag(settings: Settings) -> int:
+    return sum(row.lag for row in consumer_lag(settings) if row.group.endswith("storemon-worker"))

@@ -1,0 +1,247 @@
+"""The Faust worker against a real broker: idempotence, ordering, eviction, crashes, scale-out."""
+
+import json
+import random
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
+from storemon import events
+from storemon.inputs import HoursRow, Observation
+from storemon.kafka import make_producer
+from storemon.state import HORIZON_US, worker_app_id
+
+from .services import (
+    ServiceProcess,
+    StateProbe,
+    expected_view,
+    produce_observations,
+    service_env,
+    settings_for,
+    wait_until,
+)
+
+HOUR_US = 3600 * 1_000_000
+DAY_US = 24 * HOUR_US
+START_US = 1_674_000_000 * 1_000_000  # 2023-01-18, the Loop data's time
+
+
+def hourly_polls(stores: int, hours: int, seed: int) -> list[Observation]:
+    rng = random.Random(seed)
+    return [
+        Observation(
+            f"store-{store:03d}",
+            START_US + hour * HOUR_US + rng.randrange(0, 600) * 1_000_000,
+            "active" if rng.random() < 0.9 else "inactive",
+        )
+        for store in range(stores)
+        for hour in range(hours)
+    ]
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap, topic_prefix, tmp_path):
+    """Settings, a way to start workers, and a state probe, for one fresh prefix."""
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    env = service_env(kafka_bootstrap, topic_prefix)
+    workers: list[ServiceProcess] = []
+    probe = StateProbe(settings)
+
+    def start_worker() -> ServiceProcess:
+        worker = ServiceProcess(["worker"], env, tmp_path, f"worker-{len(workers)}")
+        workers.append(worker)
+        return worker
+
+    yield settings, start_worker, probe
+    for worker in workers:
+        worker.stop()
+    probe.close()
+
+
+def state_equals(probe: StateProbe, expected: dict[str, dict[int, bool]]) -> bool:
+    return probe.view().observations == expected
+
+
+def test_shuffled_duplicated_events_give_the_state_of_sorted_deduplicated_ones(deployment):
+    settings, start_worker, probe = deployment
+    polls = hourly_polls(stores=40, hours=48, seed=1)
+    replayed = polls + random.Random(2).sample(polls, 500)  # duplicates, same values
+    random.Random(3).shuffle(replayed)
+    # Same store and timestamp, different status: the one accepted last wins.
+    flipped = [
+        p._replace(status="inactive" if p.status == "active" else "active") for p in polls[:20]
+    ]
+    produce_observations(settings, [*replayed, *flipped])
+    worker = start_worker()
+    expected = expected_view([*polls, *flipped])
+    assert sum(map(len, expected.values())) == len(polls)
+    wait_until(lambda: state_equals(probe, expected), 120, "the worker's state", worker.log_tail())
+
+
+def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deployment):
+    settings, start_worker, probe = deployment
+    produce_observations(settings, [])  # creates the topics
+    producer = make_producer(settings)
+    hours_topic, zones_topic = settings.topic("store-hours"), settings.topic("store-timezones")
+    nine_to_five = [HoursRow("a", 0, 9 * HOUR_US, 17 * HOUR_US)]
+    producer.produce(hours_topic, events.encode_schedule("a", nine_to_five), b"a")
+    producer.produce(hours_topic, events.encode_schedule("b", []), b"b")
+    producer.produce(hours_topic, None, b"b")  # deletes b's schedule: 24x7 again
+    producer.produce(zones_topic, events.encode_zone("a", "America/New_York"), b"a")
+    producer.produce(zones_topic, events.encode_zone("b", "Asia/Beirut"), b"b")
+    producer.produce(zones_topic, events.encode_zone("b", "Europe/London"), b"b")
+    assert producer.flush(30) == 0
+    worker = start_worker()
+
+    def settled() -> bool:
+        view = probe.view()
+        return view.zones == {"a": "America/New_York", "b": "Europe/London"} and set(
+            view.schedules
+        ) == {"a"}
+
+    wait_until(settled, 120, "schedules and zones", worker.log_tail())
+    assert events.decode_schedule(b"a", probe.view().schedules["a"]) == ("a", nine_to_five)
+
+
+def test_three_weeks_of_polls_leave_only_the_last_eight_days(deployment):
+    settings, start_worker, probe = deployment
+    polls = hourly_polls(stores=12, hours=21 * 24, seed=4)
+    produce_observations(settings, sorted(polls, key=lambda p: p.timestamp_us))
+    worker = start_worker()
+    newest = max(p.timestamp_us for p in polls)
+    in_horizon = expected_view(p for p in polls if p.timestamp_us >= newest - HORIZON_US)
+
+    def evicted() -> bool:
+        held = probe.view().observations
+        # Eviction drops whole UTC days once they are wholly behind the horizon:
+        # everything in the last 8 days is kept, nothing older than 9 days is.
+        return (
+            all(
+                set(in_horizon[store].items()) <= set(held.get(store, {}).items())
+                for store in in_horizon
+            )
+            and min(min(polls_of) for polls_of in held.values()) >= newest - HORIZON_US - DAY_US
+        )
+
+    wait_until(evicted, 180, "state to hold exactly the last 8 days", worker.log_tail())
+    held_count = probe.view().observation_count()
+    assert held_count < len(polls) / 2, "older observations were not evicted"
+
+
+def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment):
+    settings, start_worker, probe = deployment
+    polls = hourly_polls(stores=200, hours=8 * 24, seed=5)  # 38,400 polls
+    produce_observations(settings, polls)
+    expected = expected_view(polls)
+    first = start_worker()
+    wait_until(
+        lambda: probe.view().observation_count() >= 3_000,
+        120,
+        "the first worker to make progress",
+        first.log_tail(),
+    )
+    first.kill()
+    assert probe.view().observations != expected, "the kill came too late to test anything"
+    second = start_worker()
+    wait_until(
+        lambda: state_equals(probe, expected),
+        240,
+        "the restarted worker to catch up",
+        second.log_tail(),
+    )
+    assert probe.view().observation_count() == len(polls)
+
+
+def _members_partitions(settings) -> list[set[int]] | None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    group = worker_app_id(settings)
+    description = admin.describe_consumer_groups([group])[group].result(10)
+    if description.state != ConsumerGroupState.STABLE:
+        return None
+    status_topic = settings.topic("store-status")
+    return [
+        {tp.partition for tp in member.assignment.topic_partitions if tp.topic == status_topic}
+        for member in description.members
+    ]
+
+
+def test_two_workers_share_the_partitions_and_together_hold_every_store(deployment):
+    settings, start_worker, probe = deployment
+    produce_observations(settings, [])
+    one, two = start_worker(), start_worker()
+    shares = wait_until(
+        lambda: (s := _members_partitions(settings)) and len(s) == 2 and all(s) and s,
+        120,
+        "two workers in a stable group, each with partitions",
+        one.log_tail() + two.log_tail(),
+    )
+    assert shares[0].isdisjoint(shares[1])
+    assert shares[0] | shares[1] == set(range(settings.topic_partitions))
+    polls = hourly_polls(stores=100, hours=24, seed=6)
+    produce_observations(settings, polls)
+    wait_until(
+        lambda: state_equals(probe, expected_view(polls)),
+        120,
+        "both workers to absorb every store",
+        one.log_tail() + two.log_tail(),
+    )
+
+
+def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment):
+    settings, start_worker, probe = deployment
+    good = Observation("ok-store", START_US, "active")
+    produce_observations(settings, [good])
+    producer = make_producer(settings)
+    status_topic = settings.topic("store-status")
+    bad = {
+        b"\xff\xfe garbage": b"s1",
+        b'["a", "list"]': b"s2",
+        b'{"store_id": "s3", "status": "active"}': b"s3",
+        b'{"store_id": "s4", "status": "up", "timestamp_utc": "2023-01-18T00:00:00Z"}': b"s4",
+        b'{"store_id": "s5", "status": "active", "timestamp_utc": "2023-01-18T00:00:00Z"}': (
+            b"someone-else"
+        ),
+        b'{"store_id": "s6", "status": "active", "timestamp_utc": "2999-01-01T00:00:00Z"}': b"s6",
+    }
+    for value, key in bad.items():
+        producer.produce(status_topic, value, key)
+    assert producer.flush(30) == 0
+    worker = start_worker()
+    wait_until(
+        lambda: probe.view().observations == expected_view([good]),
+        120,
+        "the good record",
+        worker.log_tail(),
+    )
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{settings.topic_prefix}dlq-check",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([settings.topic("store-status-dlq")])
+    received: dict[bytes, dict] = {}
+
+    def all_dead_letters() -> bool:
+        for message in consumer.consume(100, timeout=0.5):
+            assert message.error() is None
+            received[message.key()] = json.loads(message.value())
+        return len(received) == len(bad)
+
+    try:
+        wait_until(all_dead_letters, 60, "a dead letter per bad record", worker.log_tail())
+    finally:
+        consumer.close()
+    reasons = {key: (letter["field"], letter["reason"]) for key, letter in received.items()}
+    assert reasons[b"s1"][0] == "value" and "not JSON" in reasons[b"s1"][1]
+    assert reasons[b"s2"] == ("value", "expected a JSON object, got list")
+    assert reasons[b"s3"] == ("timestamp_utc", "is required")
+    assert reasons[b"s4"][0] == "status"
+    assert reasons[b"someone-else"][0] == "key"
+    assert reasons[b"s6"] == ("timestamp_utc", "more than a day in the future")
+    for letter in received.values():
+        assert letter["source"].startswith(status_topic)
+        assert letter["raw"] and letter["rejected_at"]

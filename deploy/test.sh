@@ -11,27 +11,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT="$PWD"
-VENV="$REPO_ROOT/.venv"
-PY="$VENV/bin/python"
 LOCAL="$REPO_ROOT/deploy/local"
 
 say() { printf '[test] %s\n' "$*" >&2; }
 
-# --- Python environment -----------------------------------------------------
-if [[ ! -x $PY ]]; then
-    command -v python3.11 >/dev/null || { say "python3.11 not found: install Python 3.11"; exit 1; }
-    say "creating $VENV"
-    python3.11 -m venv "$VENV"
-fi
-# The stamp lives in the venv, so a recreated venv always gets installed into.
-stamp="$VENV/.storemon-pyproject.sha256"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-    say "installing the project and its test dependencies into $VENV"
-    "$PY" -m pip install -q -e '.[test]'
-    echo "$want" >"$stamp"
-fi
-export PATH="$VENV/bin:$PATH"
+# shellcheck source=deploy/venv.sh
+source "$REPO_ROOT/deploy/venv.sh"
 
 # --- Servers -----------------------------------------------------------------
 started=()

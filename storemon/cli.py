@@ -271,6 +271,31 @@ def _lag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_up(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "up",
+        help="run the whole stack locally (servers, topics, worker, reporter, API)",
+        description="Start Kafka and PostgreSQL from deploy/local unless "
+                    "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name running ones, create the "
+                    "topics, run worker + reporter + API and print the API URL. Ctrl-C or "
+                    "SIGTERM stops everything it started.",
+    )
+    parser.add_argument("--sample", action="store_true",
+                        help="also generate and load the sample data set")
+    parser.set_defaults(handler=_up)
+
+
+def _up(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from storemon.stack import StackError, run_stack
+
+    try:
+        return run_stack(_settings(), sample=args.sample)
+    except (StackError, subprocess.CalledProcessError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------
@@ -282,6 +307,7 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_load,
     _add_worker,
     _add_lag,
+    _add_up,
 )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,15 +35,11 @@ def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, st
 
 
 def settings_for(kafka_bootstrap: str, prefix: str) -> Settings:
-    return Settings(
+    return replace(
+        Settings.from_env(),
         kafka_bootstrap_servers=kafka_bootstrap,
-        database_url=Settings.from_env().database_url,
-        api_port=0,
         topic_prefix=prefix,
         topic_partitions=4,
-        topic_replication_factor=1,
-        state_dir=Settings.from_env().state_dir,
-        ingest_token=None,
     )
 
 

@@ -1,0 +1,139 @@
+"""Ingest benchmark: `storemon load` rows/s, and Faust workers absorbing polls until lag is zero.
+
+    python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR]
+
+Needs the Kafka broker of KAFKA_BOOTSTRAP_SERVERS (default: deploy/local's; start
+it with `deploy/local/stack.sh start`). Every run uses a fresh topic prefix, so
+runs never see each other's data. Prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from storemon.config import Settings
+from storemon.lag import consumer_lag
+
+STOREMON = [sys.executable, "-m", "storemon.cli"]
+
+
+def run_env(prefix: str) -> dict[str, str]:
+    return {**os.environ, "STOREMON_TOPIC_PREFIX": prefix, "STOREMON_LOG_LEVEL": "warning"}
+
+
+def generate(directory: Path, stores: int) -> Path:
+    subprocess.run(
+        [*STOREMON, "generate", "--out", str(directory), "--stores", str(stores), "--seed", "7"],
+        check=True,
+    )
+    return directory
+
+
+def load(data: Path, prefix: str) -> tuple[int, float]:
+    """Load the data set under `prefix`; return (polls, seconds)."""
+    started = time.perf_counter()
+    run = subprocess.run(
+        [
+            *STOREMON,
+            "load",
+            "--no-progress",
+            "--status",
+            str(data / "store_status.csv"),
+            "--hours",
+            str(data / "menu_hours.csv"),
+            "--timezones",
+            str(data / "timezones.csv"),
+        ],
+        env=run_env(prefix),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    line = next(line for line in run.stderr.splitlines() if "store_status.csv:" in line)
+    polls = int(line.split(" rows,")[0].rsplit(" ", 1)[-1])
+    return polls, elapsed
+
+
+def absorb(prefix: str, workers: int, polls: int) -> tuple[float, float, int]:
+    """Start `workers` workers; return (seconds to zero lag, polls/s once consuming, peak RSS)."""
+    env = run_env(prefix)
+    settings = replace(Settings.from_env(), topic_prefix=prefix)
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [*STOREMON, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(workers)
+    ]
+    peak_rss = 0
+    first_progress: tuple[float, int] | None = None
+    try:
+        while True:
+            rows = [row for row in consumer_lag(settings) if row.group.endswith("storemon-worker")]
+            done = sum(row.end - row.lag for row in rows)
+            lag = sum(row.lag for row in rows)
+            now = time.perf_counter()
+            peak_rss = max(
+                peak_rss, sum(psutil.Process(p.pid).memory_info().rss for p in processes)
+            )
+            if first_progress is None and done > 0:
+                first_progress = (now, done)
+            if lag == 0 and done >= polls:
+                break
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError("a worker exited")
+            time.sleep(0.5)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
+    assert first_progress is not None
+    since, done_then = first_progress
+    rate = (polls - done_then) / max(now - since, 1e-9)
+    return now - started, rate, peak_rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--stores",
+        type=int,
+        default=2000,
+        help="stores in the generated data set (14000 = Loop scale)",
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--data", type=Path, help="an existing `storemon generate` folder")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data or generate(Path(scratch), args.stores)
+        for workers in args.workers:
+            prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+            polls, load_s = load(data, prefix)
+            print(
+                f"load: {polls} polls in {load_s:.1f} s = {polls / load_s:,.0f} rows/s "
+                "(CSV parsing, validation, confirmed delivery)",
+                flush=True,
+            )
+            total_s, rate, rss = absorb(prefix, workers, polls)
+            print(
+                f"worker x{workers}: {polls} polls to zero lag in {total_s:.1f} s "
+                f"(incl. start-up); {rate:,.0f} polls/s while consuming; "
+                f"peak RSS {rss / 2**20:.0f} MiB (all workers)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

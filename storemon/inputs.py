@@ -745,25 +745,6 @@ def _timestamp_reason(column: pa.ChunkedArray, row: int) -> str:
     return "not a timestamp"
 
 
-def _observations_from_rows(
-    store_ids: list[str], timestamps: list[int], active: list[bool]
-) -> Observations:
-    index_of: dict[str, int] = {}
-    store_index = np.fromiter(
-        (index_of.setdefault(store_id, len(index_of)) for store_id in store_ids),
-        dtype=np.int64,
-        count=len(store_ids),
-    )
-    distinct = np.empty(len(index_of), dtype=object)
-    distinct[:] = list(index_of)
-    return Observations(
-        store_ids=distinct,
-        store_index=store_index,
-        timestamp_us=np.array(timestamps, dtype=np.int64),
-        active=np.array(active, dtype=bool),
-    )
-
-
 def _object_array(items: list[str]) -> np.ndarray:
     array = np.empty(len(items), dtype=object)
     array[:] = items
@@ -812,9 +793,7 @@ def _read_status_rows(path: Path, bad: _BadRows) -> ReadResult[Observations]:
     store_ids: list[str] = []
     timestamps: list[int] = []
     active: list[bool] = []
-    rows_read = 0
     for line, record in _csv_records(path, bad):
-        rows_read += 1
         try:
             observation = parse_observation(record)
         except RowError as exc:
@@ -823,11 +802,8 @@ def _read_status_rows(path: Path, bad: _BadRows) -> ReadResult[Observations]:
         store_ids.append(observation.store_id)
         timestamps.append(observation.timestamp_us)
         active.append(observation.status == "active")
-    return ReadResult(
-        _observations_from_rows(store_ids, timestamps, active), rows_read + len(
-            [row for row in bad.rows if row.field == "(row)"]
-        ), bad.rows
-    )
+    observations = Observations.from_columns(store_ids, timestamps, active)
+    return ReadResult(observations, len(timestamps) + len(bad.rows), bad.rows)
 
 
 def read_hours_csv(path: str | Path, *, strict: bool = False) -> ReadResult[BusinessHours]:
@@ -871,9 +847,7 @@ def read_hours_csv(path: str | Path, *, strict: bool = False) -> ReadResult[Busi
 
 def _read_hours_rows(path: Path, bad: _BadRows) -> ReadResult[BusinessHours]:
     rows: list[HoursRow] = []
-    rows_read = 0
     for line, record in _csv_records(path, bad):
-        rows_read += 1
         try:
             rows.append(parse_hours_row(record))
         except RowError as exc:
@@ -884,7 +858,7 @@ def _read_hours_rows(path: Path, bad: _BadRows) -> ReadResult[BusinessHours]:
         start_us=np.array([row.start_us for row in rows], dtype=np.int64),
         end_us=np.array([row.end_us for row in rows], dtype=np.int64),
     )
-    return ReadResult(hours, rows_read, bad.rows)
+    return ReadResult(hours, len(rows) + len(bad.rows), bad.rows)
 
 
 def read_timezones_csv(path: str | Path, *, strict: bool = False) -> ReadResult[Timezones]:
@@ -911,9 +885,7 @@ def read_timezones_csv(path: str | Path, *, strict: bool = False) -> ReadResult[
 
 def _read_timezone_rows(path: Path, bad: _BadRows) -> ReadResult[Timezones]:
     rows: list[TimezoneRow] = []
-    rows_read = 0
     for line, record in _csv_records(path, bad):
-        rows_read += 1
         try:
             rows.append(parse_timezone_row(record))
         except RowError as exc:
@@ -922,4 +894,4 @@ def _read_timezone_rows(path: Path, bad: _BadRows) -> ReadResult[Timezones]:
         store_id=_object_array([row.store_id for row in rows]),
         timezone_str=_object_array([row.timezone_str for row in rows]),
     )
-    return ReadResult(timezones, rows_read, bad.rows)
+    return ReadResult(timezones, len(rows) + len(bad.rows), bad.rows)

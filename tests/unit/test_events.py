@@ -1,0 +1,124 @@
+"""Topic values: what the code accepts is what schemas/ describes, and encodings round-trip."""
+
+import json
+
+import pytest
+
+from storemon import events
+from storemon.ingest.worker import DAY_US, EvictionIndex
+from storemon.inputs import HoursRow, Observation, RowError
+from storemon.schemas import STATUS_OBSERVATION, STORE_HOURS, STORE_TIMEZONE, schema_errors
+from storemon.state import HORIZON_US
+
+HOUR_US = 3600 * 1_000_000
+
+
+def test_encoded_values_are_valid_by_their_schemas_and_decode_back():
+    observation = Observation("8419537941919820732", 1_674_389_379_388_884, "inactive")
+    value = events.encode_observation(observation)
+    assert schema_errors(STATUS_OBSERVATION, json.loads(value)) == []
+    assert events.decode_observation(b"8419537941919820732", value) == observation
+
+    rows = [HoursRow("s", 0, 9 * HOUR_US, 17 * HOUR_US), HoursRow("s", 6, 18 * HOUR_US, 1)]
+    value = events.encode_schedule("s", rows)
+    assert schema_errors(STORE_HOURS, json.loads(value)) == []
+    assert events.decode_schedule(b"s", value) == ("s", rows)
+
+    value = events.encode_zone("s", "Asia/Kolkata")
+    assert schema_errors(STORE_TIMEZONE, json.loads(value)) == []
+    assert events.decode_zone(b"s", value) == ("s", "Asia/Kolkata")
+
+
+OBSERVATIONS = [
+    {"store_id": "1", "status": "ACTIVE", "timestamp_utc": "2023-01-22 12:09:39.388884 UTC"},
+    {"store_id": "1", "status": "inactive", "timestamp_utc": "2023-01-22T12:09:39+05:30"},
+    {"store_id": "1", "status": "active"},
+    {"store_id": "1", "status": "up", "timestamp_utc": "2023-01-22T12:09:39Z"},
+    {"store_id": "", "status": "active", "timestamp_utc": "2023-01-22T12:09:39Z"},
+    {"store_id": "a b", "status": "active", "timestamp_utc": "2023-01-22T12:09:39Z"},
+    {"store_id": 1, "status": "active", "timestamp_utc": "2023-01-22T12:09:39Z"},
+    {"store_id": "1", "status": "active", "timestamp_utc": "2023-01-22"},
+    {"store_id": "1", "status": "active", "timestamp_utc": "2023-01-22T12:09:39Z", "x": 1},
+]
+
+
+@pytest.mark.parametrize("record", OBSERVATIONS)
+def test_observation_validation_agrees_with_the_schema(record):
+    schema_says_valid = schema_errors(STATUS_OBSERVATION, record) == []
+    try:
+        events.observation_from_record(record, received_at_us=events.now_us())
+        code_says_valid = True
+    except RowError:
+        code_says_valid = False
+    assert code_says_valid == schema_says_valid
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        (b"1", b"\xff\xfe", "value"),
+        (b"1", b"[1, 2]", "value"),
+        (b"1", None, "value"),
+        (b"2", b'{"store_id":"1","status":"active","timestamp_utc":"2023-01-22T12:09:39Z"}', "key"),
+        (None, b'{"store_id":"1","status":"active","timestamp_utc":"2023-01-22T12:09:39Z"}', "key"),
+        # Stricter than a schema can say: a day in the future would become every as_of.
+        (
+            b"1",
+            b'{"store_id":"1","status":"active","timestamp_utc":"2999-01-22T12:09:39Z"}',
+            "timestamp_utc",
+        ),
+    ],
+)
+def test_undecodable_status_records_name_the_field_to_blame(key, value, field):
+    with pytest.raises(RowError) as error:
+        events.decode_observation(key, value)
+    assert error.value.field == field
+
+
+def test_zones_are_checked_against_the_zone_database_not_just_the_pattern():
+    value = events.encode_zone("s", "Mars/Olympus_Mons")
+    assert schema_errors(STORE_TIMEZONE, json.loads(value)) == []
+    with pytest.raises(RowError) as error:
+        events.decode_zone(b"s", value)
+    assert error.value.field == "timezone_str"
+
+
+def test_schedule_errors_name_the_row_and_field():
+    value = (
+        b'{"store_id":"s","hours":[{"day":1,"start_time_local":"09:00",'
+        b'"end_time_local":"17:00"},{"day":8,"start_time_local":"09:00",'
+        b'"end_time_local":"17:00"}]}'
+    )
+    with pytest.raises(RowError) as error:
+        events.decode_schedule(b"s", value)
+    assert error.value.field == "hours.1.day"
+
+
+def test_tombstones_delete_and_need_a_key():
+    assert events.decode_schedule(b"s", None) == ("s", None)
+    assert events.decode_zone(b"s", None) == ("s", None)
+    with pytest.raises(RowError):
+        events.decode_zone(None, None)
+
+
+def test_dlq_records_are_valid_by_their_schema():
+    record = json.loads(events.dlq_record("f.csv", 3, "status", "bad", b"\xff,raw"))
+    assert schema_errors("dlq-record", record) == []
+    assert record["raw"] == "\ufffd,raw"
+
+
+def test_eviction_drops_whole_days_once_behind_the_horizon_per_partition():
+    index = EvictionIndex()
+    day0 = 19_000 * DAY_US
+    for hour in range(0, 10 * 24):
+        index.add(0, f"k{hour}".encode(), day0 + hour * HOUR_US)
+    index.add(1, b"other", day0)
+    newest = day0 + (10 * 24 - 1) * HOUR_US
+    expired = index.pop_expired(0)
+    cutoff = newest - HORIZON_US
+    expired_hours = sorted(int(key[1:]) for key in expired)
+    # Every hour of each UTC day that ends at or before the cutoff, nothing later.
+    assert expired_hours == list(range(0, (cutoff - day0) // DAY_US * 24))
+    assert all(day0 + hour * HOUR_US < cutoff for hour in expired_hours)
+    assert index.pop_expired(0) == []
+    assert index.pop_expired(1) == [], "partition 1 has its own, older horizon"

@@ -248,6 +248,48 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_reporter(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "reporter",
+        help="run a reporter turning report requests into CSVs in PostgreSQL",
+        description="Consume report-requests in the reporter group, compute each report from "
+                    "the workers' state and store it as a large object. Run several to share "
+                    "the work; a request whose reporter dies is redone by another.",
+    )
+    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    parser.set_defaults(handler=_reporter)
+
+
+def _reporter(args: argparse.Namespace) -> int:
+    from storemon.kafka import ensure_topics
+    from storemon.reporter.service import run_reporter
+
+    settings = _settings()
+    ensure_topics(settings)
+    run_reporter(settings, loglevel=args.loglevel)
+    return 0
+
+
+def _add_api(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "api",
+        help="run the HTTP API (reports, ingest, health, metrics)",
+        description="Serve the HTTP API of system.md on STOREMON_API_HOST:STOREMON_API_PORT.",
+    )
+    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    parser.set_defaults(handler=_api)
+
+
+def _api(args: argparse.Namespace) -> int:
+    from storemon.api.app import run_api
+    from storemon.kafka import ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    run_api(settings, loglevel=args.loglevel)
+    return 0
+
+
 
 def _add_lag(subcommands: Any) -> None:
     parser = subcommands.add_parser(
@@ -258,17 +300,33 @@ def _add_lag(subcommands: Any) -> None:
                     "has committed nothing yet counts its whole backlog.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                        help="refresh in place every SECONDS (default 2) until Ctrl-C")
+    parser.add_argument("--max-lag", type=int, metavar="N",
+                        help="exit with status 3 when the total lag exceeds N")
     parser.set_defaults(handler=_lag)
 
 
 def _lag(args: argparse.Namespace) -> int:
     import json
+    import time
 
     from storemon.lag import consumer_lag, lag_as_json, lag_as_table
 
-    rows = consumer_lag(_settings())
-    print(json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows))
-    return 0
+    settings = _settings()
+    while True:
+        rows = consumer_lag(settings)
+        text = json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows)
+        if args.watch and sys.stdout.isatty():
+            print("\x1b[H\x1b[2J", end="")  # home + clear: refresh in place
+        print(text, flush=True)
+        total = sum(row.lag for row in rows)
+        if args.max_lag is not None and total > args.max_lag:
+            _say(f"total lag {total} exceeds --max-lag {args.max_lag}")
+            return 3
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
 
 
 def _add_up(subcommands: Any) -> None:
@@ -306,6 +364,8 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_create_topics,
     _add_load,
     _add_worker,
+    _add_reporter,
+    _add_api,
     _add_lag,
     _add_up,
 )

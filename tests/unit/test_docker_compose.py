@@ -1,0 +1,77 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check what it says
+against what the code reads: services, ports, health checks, environment."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from storemon.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+STOREMON_SERVICES = ("worker", "reporter", "api")
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def environment_variables_read_by_the_code() -> set[str]:
+    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|_env_int)\(?\s*["']([A-Z_]+)["']""")
+    names = set()
+    for path in [*REPO.glob("storemon/**/*.py"), *REPO.glob("services/**/*.py")]:
+        names.update(pattern.findall(path.read_text()))
+    return names
+
+
+def test_the_code_reads_the_documented_settings():
+    read = environment_variables_read_by_the_code()
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STOREMON_API_PORT",
+                 "STOREMON_TOPIC_PREFIX"):
+        assert name in read
+
+
+def test_every_service_has_an_image_and_the_servers_have_health_checks(compose):
+    services = compose["services"]
+    assert {"kafka", "postgres", "topics", *STOREMON_SERVICES} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:3.9")
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in ("kafka", "postgres", "api"):
+        assert services[name]["healthcheck"]["test"], name
+    for name, service in services.items():
+        assert service.get("image"), f"service {name} names no image"
+
+
+@pytest.mark.parametrize("name", STOREMON_SERVICES)
+def test_storemon_services_wait_for_healthy_servers_and_get_every_setting(compose, name):
+    service = compose["services"][name]
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    missing = environment_variables_read_by_the_code() - set(service["environment"])
+    assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_service_commands_are_real_storemon_subcommands(compose):
+    parser = build_parser()
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if command and command[0] == "storemon":
+            parser.parse_args(command[1:])  # exits (SystemExit) on an unknown subcommand
+
+
+def test_the_api_port_is_published_and_matches_its_setting(compose):
+    api = compose["services"]["api"]
+    port = api["environment"]["STOREMON_API_PORT"]
+    assert f"{port}:{port}" in api["ports"]
+    assert port in " ".join(api["healthcheck"]["test"])
+
+
+def test_services_reach_the_servers_by_their_compose_names(compose):
+    env = compose["services"]["api"]["environment"]
+    kafka_ports = {p.split(":")[1] for p in compose["services"]["kafka"]["ports"]}
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"kafka:{kafka_ports.pop()}"
+    assert "@postgres:5432/" in env["DATABASE_URL"]
+    postgres_env = compose["services"]["postgres"]["environment"]
+    assert env["DATABASE_URL"].endswith("/" + postgres_env["POSTGRES_DB"])

@@ -15,6 +15,11 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = "postgresql://storemon@127.0.0.1:55432/storemon"
 DEFAULT_API_PORT = 8080
+DEFAULT_API_HOST = "0.0.0.0"
+DEFAULT_DB_SCHEMA = "public"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_REPORT_TIMEOUT_S = 300
+DEFAULT_REPORT_RETENTION_DAYS = 30
 
 # Logical topic names (system.md); the deployment prefix is added by Settings.topic().
 TOPIC_STATUS = "store-status"
@@ -44,6 +49,17 @@ class Settings:
     topic_replication_factor: int
     state_dir: Path
     ingest_token: str | None
+    # Settings of the reporter and the API; defaults so code that builds a
+    # Settings by hand for other services need not name them.
+    api_host: str = DEFAULT_API_HOST
+    #: PostgreSQL schema of the reports table (one per deployment or test).
+    db_schema: str = DEFAULT_DB_SCHEMA
+    #: Largest request body the API reads (413 beyond).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: A report still Running this long after its request is marked Failed.
+    report_timeout_s: int = DEFAULT_REPORT_TIMEOUT_S
+    #: Reports requested longer ago than this are deleted with their CSV.
+    report_retention_days: int = DEFAULT_REPORT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +74,13 @@ class Settings:
             topic_replication_factor=_env_int("STOREMON_TOPIC_REPLICATION", 1),
             state_dir=Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR))),
             ingest_token=os.environ.get("STOREMON_INGEST_TOKEN") or None,
+            api_host=os.environ.get("STOREMON_API_HOST", DEFAULT_API_HOST),
+            db_schema=os.environ.get("STOREMON_DB_SCHEMA", DEFAULT_DB_SCHEMA),
+            max_body_bytes=_env_int("STOREMON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            report_timeout_s=_env_int("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S),
+            report_retention_days=_env_int(
+                "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS
+            ),
         )
 
     def topic(self, name: str) -> str:

@@ -1,0 +1,79 @@
+"""`storemon api`: the HTTP API of system.md (aiohttp).
+
+`create_app(settings)` is the application factory; the PostgreSQL pool and the
+Kafka producer live in cleanup contexts, so they exist exactly while the
+application runs. Routes are described in schemas/openapi.json, served at
+/openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from storemon import reports_db
+from storemon.api import health, ingest, reports
+from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
+from storemon.api.errors import json_errors
+from storemon.api.metrics import Metrics, counting_middleware
+from storemon.api.producer import AsyncProducer
+from storemon.config import REPO_ROOT, Settings
+
+log = logging.getLogger("storemon.api")
+
+APPLICATION_NAME = "storemon-api"
+OPENAPI_PATH = REPO_ROOT / "schemas" / "openapi.json"
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    app[POOL] = await reports_db.create_pool(
+        app[SETTINGS], APPLICATION_NAME, min_size=2, max_size=20
+    )
+    yield
+    await app[POOL].close()
+
+
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    app[PRODUCER] = AsyncProducer(app[SETTINGS], asyncio.get_running_loop())
+    yield
+    await app[PRODUCER].close()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(json.loads(OPENAPI_PATH.read_text()))
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[counting_middleware(metrics), json_errors],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app.cleanup_ctx.extend([_database, _kafka])
+    reports.add_routes(app)
+    app.router.add_post("/events", ingest.post_events)
+    health.add_routes(app)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+def run_api(settings: Settings, loglevel: str = "info") -> None:
+    """Serve until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        # One log line per request costs more than answering a status poll.
+        access_log=log if loglevel.lower() == "debug" else None,
+        print=None,
+    )

@@ -1,0 +1,16 @@
+"""What the API's handlers find on the application (typed keys)."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from storemon.api.metrics import Metrics
+from storemon.api.producer import AsyncProducer
+from storemon.config import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+#: Set by the application's cleanup contexts while it runs.
+POOL = web.AppKey("pool", asyncpg.Pool)
+PRODUCER = web.AppKey("producer", AsyncProducer)

@@ -1,0 +1,63 @@
+"""Errors as JSON `{"error": {"code", "message"}}`, whatever raised them; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger("storemon.api")
+
+#: Codes of the errors aiohttp itself raises (no route, wrong method, body too big).
+_CODE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}, **extra}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
+        message = exc.text if exc.status == 413 else exc.reason
+        return error_response(
+            exc.status, _CODE_OF_STATUS.get(exc.status, "http_error"), message or "", headers
+        )
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal", "internal error (details are in the server log)")

@@ -1,0 +1,63 @@
+"""Liveness, readiness (Kafka and PostgreSQL reachable) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from aiohttp import web
+from confluent_kafka import KafkaException
+
+from storemon import config, reports_db
+from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
+from storemon.api.errors import error_response
+
+#: How long readiness waits for each server.
+READY_TIMEOUT_S = 3.0
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _postgres_check(request: web.Request) -> str:
+    try:
+        async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as connection:
+            await connection.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        return f"unreachable: {exc or type(exc).__name__}"
+    return "ok"
+
+
+async def _kafka_check(request: web.Request) -> str:
+    topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
+    try:
+        if not await request.app[PRODUCER].topic_exists(topic, READY_TIMEOUT_S):
+            return f"topic {topic} missing"
+    except KafkaException as exc:
+        return f"unreachable: {exc}"
+    return "ok"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    postgres, kafka = await asyncio.gather(_postgres_check(request), _kafka_check(request))
+    checks = {"postgres": postgres, "kafka": kafka}
+    if postgres == kafka == "ok":
+        return web.json_response({"status": "ready", "checks": checks})
+    failing = ", ".join(f"{name} {state}" for name, state in checks.items() if state != "ok")
+    return error_response(503, "not_ready", failing, checks=checks)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as connection:
+        reports_by_status = await reports_db.count_by_status(connection)
+    lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])
+    text = request.app[METRICS].render(reports_by_status, lag)
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TEXT})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,110 @@
+"""`GET /metrics`: the API's counters, reports by status and consumer lag, as Prometheus text."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from confluent_kafka import KafkaException
+
+from storemon.config import Settings
+from storemon.lag import PartitionLag, consumer_lag
+
+#: Consumer lag is read from the broker at most this often, however often it is scraped.
+LAG_MAX_AGE_S = 5.0
+
+
+class Metrics:
+    def __init__(self) -> None:
+        #: (method, route, status) -> requests answered
+        self.requests: Counter[tuple[str, str, int]] = Counter()
+        #: route -> seconds spent answering, summed
+        self.seconds: Counter[str] = Counter()
+        #: "accepted" / "rejected" -> observations received on POST /events
+        self.events: Counter[str] = Counter()
+        self._lag: list[PartitionLag] | None = None
+        self._lag_read_at = -LAG_MAX_AGE_S
+
+    async def consumer_lag(self, settings: Settings) -> list[PartitionLag] | None:
+        """Lag of the deployment's groups, at most LAG_MAX_AGE_S old; None if Kafka is down."""
+        if time.monotonic() - self._lag_read_at >= LAG_MAX_AGE_S:
+            try:
+                self._lag = await asyncio.to_thread(consumer_lag, settings, 3.0)
+            except (KafkaException, TimeoutError):
+                self._lag = None
+            self._lag_read_at = time.monotonic()
+        return self._lag
+
+    def render(self, reports_by_status: dict[str, int], lag: list[PartitionLag] | None) -> str:
+        lines: list[str] = []
+        _family(lines, "storemon_http_requests_total", "counter", "HTTP requests answered.")
+        for (method, route, status), count in sorted(self.requests.items()):
+            labels = _labels(method=method, route=route, status=str(status))
+            lines.append(f"storemon_http_requests_total{labels} {count}")
+        _family(
+            lines,
+            "storemon_http_request_duration_seconds",
+            "summary",
+            "Time spent answering HTTP requests, per route.",
+        )
+        answered: Counter[str] = Counter()
+        for (_, route, _), count in self.requests.items():
+            answered[route] += count
+        for route, seconds in sorted(self.seconds.items()):
+            labels = _labels(route=route)
+            lines.append(f"storemon_http_request_duration_seconds_sum{labels} {seconds:.6f}")
+            lines.append(f"storemon_http_request_duration_seconds_count{labels} {answered[route]}")
+        _family(lines, "storemon_events_total", "counter", "Observations received on POST /events.")
+        for outcome in ("accepted", "rejected"):
+            lines.append(f"storemon_events_total{_labels(outcome=outcome)} {self.events[outcome]}")
+        _family(lines, "storemon_reports", "gauge", "Reports in the database, by status.")
+        for status, count in sorted(reports_by_status.items()):
+            lines.append(f"storemon_reports{_labels(status=status)} {count}")
+        _family(lines, "storemon_kafka_up", "gauge", "Whether consumer lag could be read.")
+        lines.append(f"storemon_kafka_up {0 if lag is None else 1}")
+        _family(lines, "storemon_consumer_lag", "gauge", "Records behind, per group and partition.")
+        for row in lag or ():
+            labels = _labels(group=row.group, topic=row.topic, partition=str(row.partition))
+            lines.append(f"storemon_consumer_lag{labels} {row.lag}")
+        return "\n".join(lines) + "\n"
+
+
+def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: str) -> str:
+    pairs: Iterable[str] = (f'{name}="{_escape(value)}"' for name, value in labels.items())
+    return "{" + ",".join(pairs) + "}"
+
+
+def counting_middleware(metrics: Metrics) -> web.middleware:
+    """Counts every answer by method, route and status, and the time spent on it."""
+
+    @web.middleware
+    async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = "(unmatched)" if resource is None else resource.canonical
+            metrics.requests[(request.method, route, status)] += 1
+            metrics.seconds[route] += time.perf_counter() - started
+
+    return count_requests

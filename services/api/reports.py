@@ -1,0 +1,281 @@
+"""The report routes: trigger, poll, download, list, delete."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from storemon import config, inputs, reports_db
+from storemon.api.body import read_body
+from storemon.api.context import POOL, PRODUCER, SETTINGS
+from storemon.api.errors import ApiError
+from storemon.api.producer import DeliveryError
+from storemon.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
+
+log = logging.getLogger("storemon.api")
+
+#: The schema's limit on store_ids (schemas/report-request.schema.json).
+MAX_STORE_IDS = 100_000
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1000
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+# ---------------------------------------------------------------------------------------
+# POST|GET /trigger_report
+# ---------------------------------------------------------------------------------------
+
+
+async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
+    """`as_of` and `store_ids` from a JSON body, or else from the query string."""
+    body = await read_body(request) if request.method == "POST" else b""
+    if body.strip():
+        try:
+            given = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _bad_request(f"the body is not JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise _bad_request('the body must be a JSON object {"as_of", "store_ids"}')
+    else:
+        given = {}
+        if "as_of" in request.query:
+            given["as_of"] = request.query["as_of"]
+        if "store_ids" in request.query:
+            given["store_ids"] = [s for s in request.query["store_ids"].split(",") if s]
+    unknown = sorted(set(given) - {"as_of", "store_ids"})
+    if unknown:
+        raise _bad_request(f"unknown parameter {unknown[0]!r}: only as_of and store_ids")
+    parameters: dict[str, Any] = {}
+    if given.get("as_of") is not None:
+        try:
+            parameters["as_of"] = inputs.format_timestamp(inputs.parse_timestamp(given["as_of"]))
+        except inputs.RowError as exc:
+            raise _bad_request(f"as_of: {exc.reason}") from None
+    store_ids = given.get("store_ids")
+    if store_ids is not None:
+        if not isinstance(store_ids, list) or not store_ids:
+            raise _bad_request("store_ids must be a non-empty list of store ids")
+        if len(store_ids) > MAX_STORE_IDS:
+            raise _bad_request(f"store_ids names more than {MAX_STORE_IDS} stores")
+        try:
+            parameters["store_ids"] = [inputs.parse_store_id(store) for store in store_ids]
+        except inputs.RowError as exc:
+            raise _bad_request(f"store_ids: {exc.reason}") from None
+    return parameters
+
+
+async def trigger_report(request: web.Request) -> web.Response:
+    """Register the report as Running, queue its request (confirmed), answer 202."""
+    parameters = await _trigger_parameters(request)
+    pool = request.app[POOL]
+    report_id = reports_db.new_report_id()
+    async with pool.acquire() as connection:
+        requested_at = await reports_db.insert_running(connection, report_id, parameters)
+    value = {"report_id": report_id, "requested_at": _iso(requested_at), **parameters}
+    topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
+    try:
+        await request.app[PRODUCER].produce(
+            topic, report_id.encode(), json.dumps(value, separators=(",", ":")).encode()
+        )
+    except DeliveryError as exc:
+        log.error("report request %s not delivered: %s", report_id, exc)
+        async with pool.acquire() as connection:
+            await reports_db.fail_report(connection, report_id, f"request not queued: {exc}")
+        raise ApiError(
+            503, "kafka_unavailable", "the report request could not be queued; try again"
+        ) from None
+    status_url = f"/get_report?report_id={report_id}"
+    return web.json_response(
+        {"report_id": report_id, "status": RUNNING, "status_url": status_url},
+        status=202,
+        headers={"Location": status_url},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Reading reports
+# ---------------------------------------------------------------------------------------
+
+
+def _checked_report_id(text: str | None) -> str:
+    if not text:
+        raise _bad_request("report_id is required")
+    if not reports_db.is_report_id(text):
+        raise _bad_request("report_id must be 32 lower-case hexadecimal characters")
+    return text
+
+
+async def _current_report(request: web.Request, report_id: str) -> ReportRow:
+    """The report's row (404 if none), timed out first if it has been Running too long."""
+    async with request.app[POOL].acquire() as connection:
+        row = await reports_db.fetch_report(connection, report_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no report {report_id}")
+        timeout_s = request.app[SETTINGS].report_timeout_s
+        if row.status == RUNNING and await reports_db.fail_overdue(
+            connection, timeout_s, report_id
+        ):
+            row = await reports_db.fetch_report(connection, report_id)
+            if row is None:  # deleted just now
+                raise ApiError(404, "not_found", f"no report {report_id}")
+    return row
+
+
+def _download_path(report_id: str) -> str:
+    return f"/reports/{report_id}.csv"
+
+
+def _summary(row: ReportRow, request: web.Request) -> dict[str, Any]:
+    """Everything about a report, as JSON."""
+    summary: dict[str, Any] = {
+        "report_id": row.report_id,
+        "status": row.status,
+        "requested_at": _iso(row.requested_at),
+        "request": row.request,
+        "attempts": row.attempts,
+        "finished_at": _iso(row.finished_at),
+    }
+    if row.status == COMPLETE:
+        summary |= {
+            "download_url": str(
+                request.url.with_path(_download_path(row.report_id)).with_query(None)
+            ),
+            "rows": row.row_count,
+            "bytes": row.byte_size,
+            "checksum_sha256": row.checksum_sha256,
+            "as_of": _iso(row.as_of),
+            "state_offsets": row.state_offsets,
+        }
+    elif row.status == FAILED:
+        summary["error"] = row.error
+    return summary
+
+
+def _prefers_json(accept: str) -> bool:
+    """Whether an Accept header ranks application/json above text/csv (the default)."""
+    quality = {"application/json": 0.0, "text/csv": 0.0}
+    for media_range in accept.split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type.lower() not in quality:
+            continue
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media_type.lower()] = max(quality[media_type.lower()], q)
+    return quality["application/json"] > quality["text/csv"]
+
+
+async def get_report(request: web.Request) -> web.StreamResponse:
+    """Running / Failed: the status as JSON; Complete: the CSV, or JSON if asked for."""
+    report_id = _checked_report_id(request.query.get("report_id"))
+    row = await _current_report(request, report_id)
+    if row.status == RUNNING:
+        return web.json_response({"report_id": report_id, "status": RUNNING})
+    if row.status == FAILED:
+        return web.json_response({"report_id": report_id, "status": FAILED, "error": row.error})
+    if _prefers_json(request.headers.get("Accept", "")):
+        return web.json_response(_summary(row, request))
+    return await _stream_csv(request, row)
+
+
+async def download_csv(request: web.Request) -> web.StreamResponse:
+    report_id = _checked_report_id(request.match_info["report_id"])
+    row = await _current_report(request, report_id)
+    if row.status == RUNNING:
+        raise ApiError(409, "not_ready", f"report {report_id} is still Running")
+    if row.status == FAILED:
+        raise ApiError(409, "report_failed", f"report {report_id} failed: {row.error}")
+    return await _stream_csv(request, row)
+
+
+async def _stream_csv(request: web.Request, row: ReportRow) -> web.StreamResponse:
+    """The CSV from its large object, a chunk at a time."""
+    assert row.lo_oid is not None and row.byte_size is not None  # Complete rows have them
+    etag = f'"{row.checksum_sha256}"'
+    headers = {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="storemon-report-{row.report_id}.csv"',
+        "ETag": etag,
+        "X-Report-Status": COMPLETE,
+        # The CSV of a report id never changes.
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+    if any(tag.value == row.checksum_sha256 for tag in request.if_none_match or ()):
+        return web.Response(status=304, headers={"ETag": etag})
+    response = web.StreamResponse(headers=headers)
+    response.content_length = row.byte_size
+    if request.method == "HEAD":
+        await response.prepare(request)
+        return response
+    async with AsyncExitStack() as stack:
+        try:
+            csv = await stack.enter_async_context(
+                reports_db.open_large_object(request.app[POOL], row.lo_oid)
+            )
+        except asyncpg.UndefinedObjectError:
+            raise ApiError(404, "not_found", f"report {row.report_id} was deleted") from None
+        await response.prepare(request)
+        try:
+            async for chunk in csv.chunks():
+                await response.write(chunk)
+        except (asyncpg.PostgresError, OSError) as exc:
+            # The headers are out: all that is left is to end the answer short of
+            # its Content-Length, which the client sees as an incomplete download.
+            log.warning("streaming report %s stopped: %s", row.report_id, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+    await response.write_eof()
+    return response
+
+
+async def list_reports(request: web.Request) -> web.Response:
+    """The most recent reports, newest first (`?limit=`, default 50, at most 1000)."""
+    try:
+        limit = int(request.query.get("limit", DEFAULT_LIST_LIMIT))
+    except ValueError:
+        raise _bad_request("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise _bad_request(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    async with request.app[POOL].acquire() as connection:
+        await reports_db.fail_overdue(connection, request.app[SETTINGS].report_timeout_s)
+        rows = await reports_db.list_reports(connection, limit)
+    return web.json_response({"reports": [_summary(row, request) for row in rows]})
+
+
+async def delete_report(request: web.Request) -> web.Response:
+    """Delete the report and unlink its CSV."""
+    report_id = _checked_report_id(request.match_info["report_id"])
+    async with request.app[POOL].acquire() as connection:
+        if not await reports_db.delete_report(connection, report_id):
+            raise ApiError(404, "not_found", f"no report {report_id}")
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/trigger_report", trigger_report)
+    app.router.add_get("/trigger_report", trigger_report, allow_head=False)
+    app.router.add_get("/get_report", get_report)
+    app.router.add_get("/reports", list_reports)
+    app.router.add_get("/reports/{report_id}.csv", download_csv)
+    app.router.add_delete("/reports/{report_id}", delete_report)

@@ -1,0 +1,267 @@
+"""`storemon reporter`: turns report requests into CSV reports stored in PostgreSQL.
+
+One reporter process:
+
+- consumes `report-requests` in the reporter consumer group; several reporters
+  share its partitions;
+- follows the workers' state (their table changelogs) with one StateReader for
+  its whole life, so a report's snapshot only reads what is new since the last
+  read (`catch_up()`), never the raw `store-status` topic;
+- computes the report with the shared engine and stores the CSV as a large
+  object, marking the report Complete in the same transaction; only then is the
+  request's offset committed, so a reporter that dies mid-report leaves the
+  request to whichever reporter gets its partition next. Redoing is harmless:
+  a report that is no longer Running is skipped;
+- every so often marks Failed the reports Running for longer than
+  STOREMON_REPORT_TIMEOUT_S, and deletes the reports (and CSVs) older than
+  STOREMON_REPORT_RETENTION_DAYS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from confluent_kafka import Consumer, KafkaException, Message
+
+from storemon import config, engine, reports_db, schemas
+from storemon.config import Settings
+from storemon.inputs import RowError, parse_timestamp
+from storemon.lag import reporter_group
+from storemon.reporter.snapshot import SnapshotBuilder
+from storemon.state import StateReader
+
+log = logging.getLogger("storemon.reporter")
+
+APPLICATION_NAME = "storemon-reporter"
+#: How long one consumer poll waits for a request (and so how soon a stop is noticed).
+_POLL_S = 0.5
+#: Pause between two reads of the state changelogs while no report is being made.
+_FOLLOW_STATE_EVERY_S = 1.0
+
+
+class InvalidRequest(ValueError):
+    """A report request that breaks schemas/report-request.schema.json."""
+
+    def __init__(self, report_id: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.report_id = report_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    report_id: str
+    as_of_us: int | None
+    store_ids: list[str] | None
+
+    @classmethod
+    def from_value(cls, value: bytes | None) -> ReportRequest:
+        try:
+            decoded: Any = json.loads(value or b"")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidRequest(None, f"not JSON: {exc}") from None
+        report_id = decoded.get("report_id") if isinstance(decoded, dict) else None
+        if not (isinstance(report_id, str) and reports_db.is_report_id(report_id)):
+            report_id = None
+        errors = schemas.schema_errors(schemas.REPORT_REQUEST, decoded)
+        if errors or report_id is None:
+            raise InvalidRequest(report_id, "; ".join(errors) or "report_id: invalid")
+        as_of = decoded.get("as_of")
+        try:
+            as_of_us = None if as_of is None else parse_timestamp(as_of)
+        except RowError as exc:
+            raise InvalidRequest(report_id, f"as_of: {exc.reason}") from None
+        return cls(report_id, as_of_us, decoded.get("store_ids"))
+
+
+def _consumer_config(settings: Settings) -> dict[str, object]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": reporter_group(settings),
+        # Committed by hand, after the report's transaction committed.
+        "enable.auto.commit": False,
+        # A new group takes every request still on the topic: each is checked
+        # against its row, so requests already answered are skipped.
+        "auto.offset.reset": "earliest",
+        # A reporter that died hands its partitions over within seconds.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+        "max.poll.interval.ms": max(300_000, (settings.report_timeout_s + 60) * 1000),
+    }
+
+
+class Reporter:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._state = StateReader(settings)
+        # The reader is not thread-safe: one catch-up (or snapshot) at a time.
+        self._state_lock = asyncio.Lock()
+        self._snapshots = SnapshotBuilder()
+        self._consumer = Consumer(_consumer_config(settings))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve requests until `stop` is set."""
+        self._consumer.subscribe([self._settings.topic(config.TOPIC_REPORT_REQUESTS)])
+        helpers = [
+            asyncio.create_task(self._follow_state(stop)),
+            asyncio.create_task(self._housekeeping(stop)),
+        ]
+        try:
+            while not stop.is_set():
+                message = await asyncio.to_thread(self._consumer.poll, _POLL_S)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    log.warning("consuming report requests: %s", message.error())
+                    continue
+                await self._handle(message)
+                await asyncio.to_thread(self._commit, message)
+        finally:
+            stop.set()
+            # Helpers stop at their next check; their blocking calls must end
+            # before the clients they use are closed.
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.to_thread(self._consumer.close)
+            self._state.close()
+
+    def _commit(self, message: Message) -> None:
+        try:
+            self._consumer.commit(message=message, asynchronous=False)
+        except KafkaException as exc:
+            # E.g. the partition moved to another reporter meanwhile: it redoes
+            # the request, finds the report done and skips it.
+            log.warning("could not commit report request offset %d: %s", message.offset(), exc)
+
+    async def _handle(self, message: Message) -> None:
+        try:
+            request = ReportRequest.from_value(message.value())
+        except InvalidRequest as exc:
+            log.warning("invalid report request at offset %d: %s", message.offset(), exc.reason)
+            if exc.report_id is not None:
+                async with self._pool.acquire() as connection:
+                    await reports_db.fail_report(
+                        connection, exc.report_id, f"invalid request: {exc.reason}"
+                    )
+            return
+        async with self._pool.acquire() as connection:
+            row = await reports_db.start_attempt(connection, request.report_id)
+        if row is None:
+            log.info(
+                "report %s is not Running (done, failed or deleted): skipped", request.report_id
+            )
+            return
+        try:
+            await self._make_report(request)
+        except Exception as exc:
+            # If even this fails (the database is gone), the error ends the process
+            # before the offset is committed, and the request is redone elsewhere.
+            log.exception("report %s failed", request.report_id)
+            async with self._pool.acquire() as connection:
+                await reports_db.fail_report(connection, request.report_id, _reason(exc))
+
+    async def _make_report(self, request: ReportRequest) -> None:
+        started = time.monotonic()
+        async with self._state_lock:
+            offsets = await asyncio.to_thread(
+                self._state.catch_up, float(self._settings.report_timeout_s)
+            )
+            inputs = await asyncio.to_thread(self._snapshots.build, self._state.view)
+        snapshot_s = time.monotonic() - started
+        report = await asyncio.to_thread(
+            engine.compute, *inputs, as_of=request.as_of_us, store_ids=request.store_ids
+        )
+        csv = await asyncio.to_thread(report.to_csv_bytes)
+        as_of = None if report.as_of_us is None else reports_db.datetime_from_us(report.as_of_us)
+        async with self._pool.acquire() as connection:
+            stored = await reports_db.complete_report(
+                connection,
+                request.report_id,
+                csv,
+                row_count=len(report),
+                as_of=as_of,
+                state_offsets=offsets,
+            )
+        if stored is None:
+            log.info("report %s finished elsewhere meanwhile: result dropped", request.report_id)
+        else:
+            log.info(
+                "report %s complete: %d stores, %d bytes, snapshot %.2f s, total %.2f s",
+                request.report_id,
+                len(report),
+                stored.byte_size,
+                snapshot_s,
+                time.monotonic() - started,
+            )
+
+    async def _follow_state(self, stop: asyncio.Event) -> None:
+        """Keep reading the changelogs, so a report's catch-up has little left to read."""
+        while not stop.is_set():
+            try:
+                async with self._state_lock:
+                    await asyncio.to_thread(
+                        self._state.catch_up, float(self._settings.report_timeout_s)
+                    )
+            except (TimeoutError, KafkaException, RuntimeError) as exc:
+                log.warning("following the workers' state: %s", exc)
+            await _wait(stop, _FOLLOW_STATE_EVERY_S)
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        """Time out reports stuck Running; delete reports past their retention."""
+        every_s = max(1.0, min(30.0, self._settings.report_timeout_s / 5))
+        while not stop.is_set():
+            try:
+                async with self._pool.acquire() as connection:
+                    timed_out = await reports_db.fail_overdue(
+                        connection, self._settings.report_timeout_s
+                    )
+                    deleted = await reports_db.delete_older_than(
+                        connection, self._settings.report_retention_days
+                    )
+                if timed_out:
+                    log.warning("reports timed out: %s", ", ".join(timed_out))
+                if deleted:
+                    log.info("deleted %d reports past retention", deleted)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("housekeeping: %s", exc)
+            await _wait(stop, every_s)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def serve(settings: Settings) -> None:
+    """Run a reporter until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=4)
+    try:
+        log.info("reporter started (group %s)", reporter_group(settings))
+        await Reporter(settings, pool).run(stop)
+    finally:
+        await pool.close()
+
+
+def run_reporter(settings: Settings, loglevel: str = "info") -> None:
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(settings))

@@ -1,0 +1,80 @@
+"""The report engine's inputs from the workers' state (a storemon.state.StateView)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from storemon import events
+from storemon.engine import BusinessHours, Observations, Timezones
+from storemon.inputs import HoursRow
+from storemon.state import StateView
+
+
+def _object_array(items: list[str]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+class SnapshotBuilder:
+    """Turns a StateView into engine inputs, remembering parsed schedules between calls.
+
+    A store's schedule value rarely changes, so it is decoded again only when
+    its bytes differ from the last time.
+    """
+
+    def __init__(self) -> None:
+        self._schedules: dict[str, tuple[bytes, list[HoursRow]]] = {}
+
+    def build(self, view: StateView) -> tuple[Observations, BusinessHours, Timezones]:
+        return self.observations(view), self.business_hours(view), self.timezones(view)
+
+    @staticmethod
+    def observations(view: StateView) -> Observations:
+        polls_by_store = view.observations
+        counts = [len(polls) for polls in polls_by_store.values()]
+        total = sum(counts)
+        # Iterating a store's {timestamp: active} yields its timestamps, in the
+        # same order as its values.
+        timestamp_us = np.fromiter(
+            itertools.chain.from_iterable(polls_by_store.values()), dtype=np.int64, count=total
+        )
+        active = np.fromiter(
+            itertools.chain.from_iterable(polls.values() for polls in polls_by_store.values()),
+            dtype=bool,
+            count=total,
+        )
+        return Observations(
+            store_ids=_object_array(list(polls_by_store)),
+            store_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),
+            timestamp_us=timestamp_us,
+            active=active,
+        )
+
+    def business_hours(self, view: StateView) -> BusinessHours:
+        rows: list[HoursRow] = []
+        for store_id, value in view.schedules.items():
+            cached = self._schedules.get(store_id)
+            if cached is None or cached[0] != value:
+                # The worker stored it canonically, after validating it.
+                _, schedule = events.decode_schedule(store_id.encode(), value)
+                cached = (value, schedule or [])
+                self._schedules[store_id] = cached
+            rows.extend(cached[1])
+        for gone in self._schedules.keys() - view.schedules.keys():
+            del self._schedules[gone]
+        return BusinessHours(
+            store_id=_object_array([row.store_id for row in rows]),
+            day=np.fromiter((row.day for row in rows), dtype=np.int64, count=len(rows)),
+            start_us=np.fromiter((row.start_us for row in rows), dtype=np.int64, count=len(rows)),
+            end_us=np.fromiter((row.end_us for row in rows), dtype=np.int64, count=len(rows)),
+        )
+
+    @staticmethod
+    def timezones(view: StateView) -> Timezones:
+        return Timezones(
+            store_id=_object_array(list(view.zones)),
+            timezone_str=_object_array(list(view.zones.values())),
+        )

@@ -395,7 +395,7 @@ def _window_totals(
     """(uptime, business time) per report store and window, in half-microseconds.
 
     Intervals are (report store number, start, end) in µs since the horizon start,
-    disjoint per store.
+    disjoint, non-empty and inside the week window.
     """
     keys = polls.keys
     active = (keys & 1).astype(bool)
@@ -417,19 +417,23 @@ def _window_totals(
     interval_store, interval_start, interval_end = intervals
     store_count = len(polls.report_ids)
     store_base = polls.report_ranks[interval_store] * _STORE_STRIDE
+    active_until_interval_end = active_time_until(store_base + 2 * interval_end)
     uptime = np.zeros((store_count, len(WINDOWS)), dtype=np.int64)
     business = np.zeros((store_count, len(WINDOWS)), dtype=np.int64)
     for column, (_, length_us, _) in enumerate(WINDOWS):
-        start = np.maximum(interval_start, HORIZON_US - length_us)
-        end = np.maximum(interval_end, start)
+        # Intervals lie inside the week already; shorter windows take those reaching in.
+        window_start = HORIZON_US - length_us
+        rows = np.flatnonzero(interval_end > window_start)
+        stores = interval_store[rows]
+        start = np.maximum(interval_start[rows], window_start)
         # Per-store sums stay below 2**53, so float64 bincount is exact.
         business[:, column] = np.bincount(
-            interval_store, weights=2 * (end - start), minlength=store_count
+            stores, weights=2 * (interval_end[rows] - start), minlength=store_count
         ).astype(np.int64)
-        up = active_time_until(store_base + 2 * end) - active_time_until(store_base + 2 * start)
-        uptime[:, column] = np.bincount(
-            interval_store, weights=up, minlength=store_count
-        ).astype(np.int64)
+        up = active_until_interval_end[rows] - active_time_until(store_base[rows] + 2 * start)
+        uptime[:, column] = np.bincount(stores, weights=up, minlength=store_count).astype(
+            np.int64
+        )
     return uptime, business
 
 

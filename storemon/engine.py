@@ -1,7 +1,7 @@
 """The report engine: status polls + business hours + zones + `as_of` -> the uptime report.
 
-It implements /work/shared/spec/report-semantics.md exactly; the CLI (`storemon report-csv`)
-and the reporter service both call it.
+It implements the shared spec's report-semantics.md exactly; the CLI (`storemon
+report-csv`) and the reporter service both call it.
 
 Public API
 ----------
@@ -122,7 +122,9 @@ class Observations:
 class BusinessHours:
     """Weekly schedule rows: store, weekday (0 = Monday), local start and end (µs of day).
 
-    A store without rows is open 24x7; `end_us <= start_us` is an overnight shift.
+    A store without rows is open 24x7. `end_us <= start_us` (as written) is an overnight
+    shift ending on the next date; an end at or after 23:59:59 means the midnight that
+    ends its date.
     """
 
     store_id: np.ndarray

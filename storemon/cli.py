@@ -167,10 +167,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.scale <= 0:
         raise CommandError("--scale must be positive")
-    stores = generator.SAMPLE_STORES if args.sample and args.stores is None else args.stores
-    dataset = generator.generate_dataset(
-        args.out, stores=stores, scale=args.scale, seed=args.seed, synthetic=args.synthetic
-    )
+    if args.sample:
+        dataset = generator.generate_sample(args.out, seed=args.seed, synthetic=args.synthetic)
+    else:
+        dataset = generator.generate_dataset(
+            args.out, stores=args.stores, scale=args.scale, seed=args.seed,
+            synthetic=args.synthetic,
+        )
     _say(
         f"wrote {dataset.directory}: {dataset.stores} stores, {dataset.status_rows} polls "
         f"({format_timestamp(dataset.first_poll_us)} to {format_timestamp(dataset.last_poll_us)}),"

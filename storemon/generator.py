@@ -4,7 +4,8 @@
 `menu_hours.csv` and `timezones.csv`:
 
 - stores: the real stores of the Loop data set (`../shared/data/loop-2023` next to the
-  repository: their hours and zones as they are), topped up to the requested count with
+  repository: their hours and zones as they are), a random subset of them when fewer
+  are asked for, or all of them topped up to the requested count with
   new stores that copy a real store's hours and zone or have neither (so the 24x7 and
   America/Chicago defaults are exercised). Without that folder every store's schedule
   and zone are generated.
@@ -19,6 +20,7 @@ set that `storemon up --sample` loads.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -89,9 +91,11 @@ def loop_data_dir() -> Path | None:
     return None
 
 
-def generate_sample(out_dir: str | Path, *, seed: int = 0) -> GeneratedDataset:
+def generate_sample(
+    out_dir: str | Path, *, seed: int = 0, synthetic: bool = False
+) -> GeneratedDataset:
     """The small data set `storemon up --sample` loads (a few hundred stores, 8 days)."""
-    return generate_dataset(out_dir, stores=SAMPLE_STORES, seed=seed)
+    return generate_dataset(out_dir, stores=SAMPLE_STORES, seed=seed, synthetic=synthetic)
 
 
 def generate_dataset(
@@ -240,12 +244,13 @@ def _synthetic_schedule(rng: np.random.Generator) -> Schedule:
     ]
 
 
-def _write_rows(path: Path, header: tuple[str, ...], rows: object) -> int:
+def _write_rows(path: Path, header: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> int:
+    """Write a CSV file; returns the number of data rows."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         count = 0
-        for row in rows:  # type: ignore[attr-defined]
+        for row in rows:
             writer.writerow(row)
             count += 1
     return count

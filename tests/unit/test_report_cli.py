@@ -70,6 +70,7 @@ def test_strict_fails_with_one_line(loop_example, capsys):
 @pytest.mark.parametrize(("change", "message"), [
     ({"status": "missing.csv"}, "cannot read"),
     ({"as_of": "yesterday"}, "--as-of: not a timestamp"),
+    ({"output": "missing-dir/report.csv"}, "cannot write"),
 ])
 def test_errors_are_one_line(loop_example, tmp_path, capsys, change, message):
     paths = dict(loop_example)
@@ -78,6 +79,8 @@ def test_errors_are_one_line(loop_example, tmp_path, capsys, change, message):
         paths["status"] = tmp_path / change["status"]
     if "as_of" in change:
         extra = ["--as-of", change["as_of"]]
+    if "output" in change:
+        extra = ["-o", str(tmp_path / change["output"])]
     assert main(arguments(paths, *extra)) == 1
     err = capsys.readouterr().err
     assert message in err

@@ -193,7 +193,11 @@ def assert_same_as_per_row(texts, column):
 @settings(max_examples=150, deadline=None)
 @given(st.lists(timestamp_texts(), min_size=1, max_size=60))
 def test_vectorised_timestamps_equal_the_row_parser(texts):
-    assert_same_as_per_row(texts, pa.array(texts, pa.string()))
+    array = pa.array(texts, pa.string())
+    assert_same_as_per_row(texts, array)
+    cut = len(texts) // 3
+    sliced = pa.chunked_array([array.slice(0, cut), array.slice(cut)], pa.string())
+    assert_same_as_per_row(texts, sliced)
 
 
 @settings(max_examples=60, deadline=None)

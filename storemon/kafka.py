@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from storemon import config
@@ -80,12 +81,28 @@ def _check_cleanup_policies(
     admin: AdminClient, wanted: dict[str, TopicSpec], timeout: float
 ) -> None:
     resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted]
-    for resource, future in admin.describe_configs(resources).items():
-        actual = future.result(timeout)["cleanup.policy"].value
-        expected = wanted[resource.name].configs["cleanup.policy"]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            described = {
+                resource.name: future.result(timeout)
+                for resource, future in admin.describe_configs(resources).items()
+            }
+            break
+        except KafkaException as exc:
+            # A topic created a moment ago may not be known to the broker answering yet.
+            if (
+                exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                or time.monotonic() > deadline
+            ):
+                raise
+            time.sleep(0.1)
+    for name, configs in described.items():
+        actual = configs["cleanup.policy"].value
+        expected = wanted[name].configs["cleanup.policy"]
         if actual != expected:
             raise RuntimeError(
-                f"topic {resource.name} has cleanup.policy={actual}, storemon needs {expected}"
+                f"topic {name} has cleanup.policy={actual}, storemon needs {expected}"
             )
 
 

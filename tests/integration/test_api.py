@@ -1,0 +1,345 @@
+"""The HTTP API in-process (aiohttp test server) against the real Kafka and PostgreSQL."""
+
+import dataclasses
+import hashlib
+import json
+import time
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from jsonschema import Draft202012Validator
+
+from storemon import config, reports_db
+from storemon.api.app import OPENAPI_PATH, create_app
+from storemon.kafka import ensure_topics
+from storemon.schemas import schema_errors
+
+OPENAPI = json.loads(OPENAPI_PATH.read_text())
+TOKEN = "s3cret-token"
+
+
+def check_against_openapi(schema_name: str, value) -> None:
+    """Validate an answer against one of the document's component schemas."""
+    validator = Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema_name}", "components": OPENAPI["components"]}
+    )
+    errors = [error.message for error in validator.iter_errors(value)]
+    assert not errors, f"{schema_name}: {errors} in {value}"
+
+
+def read_topic(settings, topic: str, count: int, timeout: float = 30) -> list[tuple[bytes, dict]]:
+    """The first `count` records of a topic (all partitions) as (key, decoded value)."""
+    name = settings.topic(topic)
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"{name}-test"}
+    )
+    try:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+        records = []
+        deadline = time.monotonic() + timeout
+        while len(records) < count:
+            assert time.monotonic() < deadline, f"only {len(records)} of {count} records in {name}"
+            for message in consumer.consume(count - len(records), timeout=0.5):
+                assert message.error() is None, message.error()
+                records.append((message.key(), json.loads(message.value())))
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def api(report_settings, pool):
+    """`async with api(**settings) as client`: the API on the test's topics and schema."""
+    ensure_topics(report_settings)
+
+    @asynccontextmanager
+    async def start(**overrides):
+        app = create_app(dataclasses.replace(report_settings, **overrides))
+        async with TestClient(TestServer(app)) as client:
+            yield client
+
+    return start
+
+
+async def error_of(response, status: int) -> dict:
+    assert response.status == status, await response.text()
+    body = await response.json()
+    check_against_openapi("Error", body)
+    return body["error"]
+
+
+def test_every_live_route_is_in_the_openapi_document_and_back():
+    app = create_app(config.Settings.from_env())
+    live = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD"  # aiohttp adds HEAD to every GET
+    }
+    documented = {
+        (method, path)
+        for path, operations in OPENAPI["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "delete", "patch"}
+    }
+    assert live == documented
+
+
+async def test_errors_are_json_with_code_and_message(api):
+    async with api() as client:
+        assert (await error_of(await client.get("/nowhere"), 404))["code"] == "not_found"
+        response = await client.put("/reports")
+        assert (await error_of(response, 405))["code"] == "method_not_allowed"
+        assert "GET" in response.headers["Allow"]
+        error = await error_of(await client.get("/get_report", params={"report_id": "zz"}), 400)
+        assert "32 lower-case hexadecimal" in error["message"]
+        await error_of(await client.get("/get_report"), 400)
+        await error_of(await client.get("/get_report", params={"report_id": "0" * 32}), 404)
+        await error_of(await client.get(f"/reports/{'0' * 32}.csv"), 404)
+        await error_of(await client.get("/reports/nothex.csv"), 400)
+        await error_of(await client.delete(f"/reports/{'0' * 32}"), 404)
+        await error_of(await client.get("/reports", params={"limit": "0"}), 400)
+        bad_trigger = await client.post("/trigger_report", json={"as_of": "yesterday"})
+        assert "as_of" in (await error_of(bad_trigger, 400))["message"]
+        await error_of(await client.post("/trigger_report", json={"colour": "red"}), 400)
+        await error_of(await client.post("/trigger_report", json={"store_ids": []}), 400)
+
+
+async def test_trigger_registers_the_report_and_queues_its_request(api, pool, report_settings):
+    async with api() as client:
+        response = await client.post(
+            "/trigger_report",
+            json={"as_of": "2023-01-25 18:00:00 UTC", "store_ids": ["1", "2"]},
+        )
+        assert response.status == 202
+        triggered = await response.json()
+        check_against_openapi("Triggered", triggered)
+        loop_style = await client.get("/trigger_report", params={"store_ids": "7,8"})
+        assert loop_style.status == 202
+        second = (await loop_style.json())["report_id"]
+    report_id = triggered["report_id"]
+    assert reports_db.is_report_id(report_id) and report_id != second
+    async with pool.acquire() as connection:
+        row = await reports_db.fetch_report(connection, report_id)
+    assert row.status == reports_db.RUNNING
+    assert row.request == {"as_of": "2023-01-25T18:00:00.000000Z", "store_ids": ["1", "2"]}
+    requests = dict(read_topic(report_settings, config.TOPIC_REPORT_REQUESTS, 2))
+    request = requests[report_id.encode()]
+    assert schema_errors("report-request", request) == []
+    assert request["store_ids"] == ["1", "2"] and request["as_of"].startswith("2023-01-25T18:00")
+    assert requests[second.encode()]["store_ids"] == ["7", "8"]
+
+
+async def test_running_and_failed_reports_answer_their_status(api, pool):
+    async with pool.acquire() as connection:
+        running_id = reports_db.new_report_id()
+        await reports_db.insert_running(connection, running_id, {})
+        failed_id = reports_db.new_report_id()
+        await reports_db.insert_running(connection, failed_id, {})
+        await reports_db.fail_report(connection, failed_id, "state not readable")
+    async with api() as client:
+        running = await client.get("/get_report", params={"report_id": running_id})
+        assert running.status == 200
+        assert await running.json() == {"report_id": running_id, "status": "Running"}
+        failed = await (await client.get("/get_report", params={"report_id": failed_id})).json()
+        check_against_openapi("FailedStatus", failed)
+        assert failed["error"] == "state not readable"
+        error = await error_of(await client.get(f"/reports/{running_id}.csv"), 409)
+        assert error["code"] == "not_ready"
+
+
+async def test_a_report_running_past_the_timeout_is_answered_failed(api, pool):
+    async with pool.acquire() as connection:
+        report_id = reports_db.new_report_id()
+        await reports_db.insert_running(connection, report_id, {})
+        await connection.execute(
+            "UPDATE reports SET requested_at = now() - interval '2 minutes' WHERE report_id = $1",
+            report_id,
+        )
+    async with api(report_timeout_s=60) as client:
+        answer = await (await client.get("/get_report", params={"report_id": report_id})).json()
+    assert answer == {"report_id": report_id, "status": "Failed", "error": "timed out"}
+
+
+async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
+    header = b"store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,"
+    csv = header + b"".join(b"%d,60,24,168,0,0,0\n" % i for i in range(150_000))  # > 2 chunks
+    async with pool.acquire() as connection:
+        report_id = reports_db.new_report_id()
+        await reports_db.insert_running(connection, report_id, {})
+        await reports_db.complete_report(
+            connection,
+            report_id,
+            csv,
+            row_count=150_000,
+            as_of=reports_db.datetime_from_us(1_674_670_402_479_220),
+            state_offsets={"changelog": {0: 5}},
+        )
+    checksum = hashlib.sha256(csv).hexdigest()
+    async with api() as client:
+        response = await client.get("/get_report", params={"report_id": report_id})
+        assert response.status == 200
+        assert response.headers["X-Report-Status"] == "Complete"
+        assert response.headers["Content-Type"].startswith("text/csv")
+        assert response.headers["Content-Length"] == str(len(csv))
+        assert response.headers["ETag"] == f'"{checksum}"'
+        assert "attachment" in response.headers["Content-Disposition"]
+        assert f"{report_id}.csv" in response.headers["Content-Disposition"]
+        assert await response.read() == csv
+
+        described = await client.get(
+            "/get_report", params={"report_id": report_id}, headers={"Accept": "application/json"}
+        )
+        summary = await described.json()
+        check_against_openapi("Report", summary)
+        assert summary["status"] == "Complete" and summary["rows"] == 150_000
+        assert summary["as_of"] == "2023-01-25T18:13:22.479220Z"
+        assert summary["checksum_sha256"] == checksum
+        assert summary["state_offsets"] == {"changelog": {"0": 5}}
+        download_path = summary["download_url"].split(str(client.make_url("")), 1)[-1]
+        assert download_path.endswith(f"/reports/{report_id}.csv")
+
+        download = await client.get(f"/reports/{report_id}.csv")
+        assert await download.read() == csv
+        cached = await client.get(
+            f"/reports/{report_id}.csv", headers={"If-None-Match": f'"{checksum}"'}
+        )
+        assert cached.status == 304
+        listed = await (await client.get("/reports")).json()
+        check_against_openapi("ReportList", listed)
+        assert [report["report_id"] for report in listed["reports"]] == [report_id]
+
+        assert (await client.delete(f"/reports/{report_id}")).status == 204
+        await error_of(await client.get(f"/reports/{report_id}.csv"), 404)
+        await error_of(await client.get("/get_report", params={"report_id": report_id}), 404)
+
+
+NDJSON_BODY = (
+    b'{"store_id":"s1","timestamp_utc":"2023-01-25T18:00:00Z","status":"active"}\n'
+    b'{"store_id":"s1","timestamp_utc":"yesterday","status":"active"}\n'
+    b"\n"
+    b"not json\n"
+)
+CSV_BODY = (
+    b"store_id,status,timestamp_utc\n"
+    b"s2,INACTIVE,2023-01-25 18:00:00.5 UTC\n"
+    b"s2,up,2023-01-25 18:00:00 UTC\n"
+    b"s3,active\n"
+)
+JSON_BODY = json.dumps(
+    [
+        {"store_id": "s4", "timestamp_utc": "2023-01-25T18:00:00+00:00", "status": "active"},
+        {"store_id": "s4", "timestamp_utc": "2023-01-25T18:00:00Z", "status": "active", "x": 1},
+        7,
+    ]
+).encode()
+
+
+async def test_events_produce_valid_rows_and_dead_letter_the_others(api, report_settings):
+    bodies = [
+        ("application/x-ndjson", NDJSON_BODY),
+        ("text/csv", CSV_BODY),
+        ("application/json", JSON_BODY),
+    ]
+    answers = []
+    async with api() as client:
+        for content_type, body in bodies:
+            response = await client.post(
+                "/events", data=body, headers={"Content-Type": content_type}
+            )
+            assert response.status == 200, await response.text()
+            answers.append(await response.json())
+        metrics = await (await client.get("/metrics")).text()
+    for answer in answers:
+        check_against_openapi("EventsResult", answer)
+    ndjson, csv, array = answers
+    assert (ndjson["accepted"], ndjson["rejected"]) == (1, 2)
+    assert [(e["index"], e["line"], e["field"]) for e in ndjson["errors"]] == [
+        (1, 2, "timestamp_utc"),
+        (2, 4, "(record)"),
+    ]
+    assert [(e["index"], e["line"], e["field"]) for e in csv["errors"]] == [
+        (1, 3, "status"),
+        (2, 4, "(row)"),
+    ]
+    assert [(e["index"], e["line"], e["field"]) for e in array["errors"]] == [
+        (1, None, "x"),
+        (2, None, "(record)"),
+    ]
+    accepted = read_topic(report_settings, config.TOPIC_STATUS, 3)
+    assert sorted((key, value["status"], value["timestamp_utc"]) for key, value in accepted) == [
+        (b"s1", "active", "2023-01-25T18:00:00.000000Z"),
+        (b"s2", "inactive", "2023-01-25T18:00:00.500000Z"),
+        (b"s4", "active", "2023-01-25T18:00:00.000000Z"),
+    ]
+    dead = [value for _, value in read_topic(report_settings, config.TOPIC_STATUS_DLQ, 6)]
+    assert all(schema_errors("dlq-record", record) == [] for record in dead)
+    assert {(r["source"], r["line"], r["field"]) for r in dead} >= {
+        ("http", 1, "timestamp_utc"),
+        ("http", 1, "status"),
+        ("http", 2, "(record)"),
+    }
+    assert any(record["raw"] == "s2,up,2023-01-25 18:00:00 UTC" for record in dead)
+    assert 'storemon_events_total{outcome="accepted"} 3' in metrics
+    assert 'storemon_events_total{outcome="rejected"} 6' in metrics
+
+
+async def test_events_need_the_token_when_one_is_set(api):
+    body = b'[{"store_id":"s1","timestamp_utc":"2023-01-25T18:00:00Z","status":"active"}]'
+    json_type = {"Content-Type": "application/json"}
+    async with api(ingest_token=TOKEN) as client:
+        response = await client.post("/events", data=body, headers=json_type)
+        assert (await error_of(response, 401))["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        wrong = {**json_type, "Authorization": "Bearer nope"}
+        await error_of(await client.post("/events", data=body, headers=wrong), 401)
+        right = {**json_type, "Authorization": f"Bearer {TOKEN}"}
+        response = await client.post("/events", data=body, headers=right)
+        assert (await response.json())["accepted"] == 1
+
+
+async def test_bodies_over_the_limit_are_refused_with_413(api):
+    async with api(max_body_bytes=1000) as client:
+        too_big = b"store_id,status,timestamp_utc\n" + b"s1,active,2023-01-25T18:00:00Z\n" * 100
+        response = await client.post("/events", data=too_big, headers={"Content-Type": "text/csv"})
+        error = await error_of(response, 413)
+        assert "1000 bytes" in error["message"] and "STOREMON_MAX_BODY_BYTES" in error["message"]
+
+        async def chunked():
+            for _ in range(10):
+                yield b"s1,active,2023-01-25T18:00:00Z\n" * 10
+
+        response = await client.post(
+            "/events", data=chunked(), headers={"Content-Type": "text/csv"}
+        )
+        await error_of(response, 413)
+        # Unsupported body types are refused as such.
+        response = await client.post("/events", data=b"x", headers={"Content-Type": "text/plain"})
+        assert (await error_of(response, 415))["code"] == "unsupported_media_type"
+
+
+async def test_health_readiness_and_metrics(api):
+    async with api() as client:
+        assert await (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status == 200
+        check_against_openapi("Readiness", await ready.json())
+        await client.get("/get_report", params={"report_id": "zz"})
+        metrics = await client.get("/metrics")
+        assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await metrics.text()
+    assert 'storemon_http_requests_total{method="GET",route="/get_report",status="400"} 1' in text
+    assert 'storemon_reports{status="Running"} 0' in text
+    assert "storemon_kafka_up 1" in text
+    assert "storemon_consumer_lag{" in text
+
+
+async def test_readiness_fails_when_kafka_is_unreachable(api):
+    async with api(kafka_bootstrap_servers="127.0.0.1:9") as client:
+        response = await client.get("/readyz")
+        body = await response.json()
+    assert response.status == 503
+    check_against_openapi("NotReady", body)
+    assert body["checks"]["postgres"] == "ok" and body["checks"]["kafka"] != "ok"

@@ -36,11 +36,22 @@ async def pool(report_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         async with pool.acquire() as connection:
-            await connection.execute(
-                "SELECT lo_unlink(lo_oid) FROM reports WHERE lo_oid IS NOT NULL"
-            )
-            drop = await connection.fetchval(
-                "SELECT format('DROP SCHEMA %I CASCADE', $1::text)", report_settings.db_schema
-            )
-            await connection.execute(drop)
+            await drop_report_schema(connection, report_settings.db_schema)
         await pool.close()
+
+
+async def drop_report_schema(connection: asyncpg.Connection, schema: str) -> None:
+    """Drop a test's schema, unlinking its reports' large objects first (they live outside)."""
+    if await connection.fetchval(
+        "SELECT to_regclass(format('%I.reports', $1::text)) IS NOT NULL", schema
+    ):
+        unlink = await connection.fetchval(
+            "SELECT format('SELECT lo_unlink(lo_oid) FROM %I.reports WHERE lo_oid IS NOT NULL',"
+            " $1::text)",
+            schema,
+        )
+        await connection.execute(unlink)
+    drop = await connection.fetchval(
+        "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)", schema
+    )
+    await connection.execute(drop)

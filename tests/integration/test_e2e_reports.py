@@ -1,0 +1,274 @@
+"""Reports end to end through the real stack, every service a process of its own.
+
+Loop stores with generated polls -> `storemon load` -> `storemon worker` ->
+`storemon reporter` + `storemon api`; reports are triggered and fetched over
+HTTP and must equal, byte for byte, `storemon report-csv` on the same files.
+"""
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import socket
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from storemon import config, generator
+from storemon.config import Settings
+from storemon.kafka import make_producer
+from storemon.lag import consumer_lag, reporter_group
+
+from .conftest import drop_report_schema
+from .services import STOREMON, ServiceProcess, service_env, settings_for, wait_until, worker_lag
+
+STORES = 200
+#: How long a report may take here, from trigger to Complete.
+REPORT_DEADLINE_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    api_url: str
+    expected_csv: bytes
+    processes: dict[str, ServiceProcess]
+
+    def start(self, name: str, command: str) -> ServiceProcess:
+        self.processes[name] = ServiceProcess([command], self.env, self.log_dir, name)
+        return self.processes[name]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{p.log_tail(15)}" for name, p in self.processes.items())
+
+
+def _run(command: list[str], env: dict[str, str]) -> bytes:
+    done = subprocess.run([*STOREMON, *command], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+async def _drop_schema(settings: Settings) -> None:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await drop_report_schema(connection, settings.db_schema)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory):
+    """The whole stack on fresh topics and a fresh schema, the worker caught up."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}-"
+    settings = dataclasses.replace(
+        settings_for(kafka_bootstrap, prefix),
+        database_url=postgres_dsn,
+        db_schema=f"t_{uuid.uuid4().hex[:12]}",
+    )
+    port = free_port()
+    env = service_env(
+        kafka_bootstrap,
+        prefix,
+        DATABASE_URL=postgres_dsn,
+        STOREMON_DB_SCHEMA=settings.db_schema,
+        STOREMON_API_HOST="127.0.0.1",
+        STOREMON_API_PORT=str(port),
+    )
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    data = generator.generate_dataset(tmp_path_factory.mktemp("e2e-data"), stores=STORES, seed=11)
+    files = [
+        *("--status", str(data.status_path)),
+        *("--hours", str(data.hours_path)),
+        *("--timezones", str(data.timezones_path)),
+    ]
+    _run(["load", "--no-progress", *files], env)
+    expected_csv = _run(["report-csv", *files], env)
+    running = Stack(settings, env, log_dir, f"http://127.0.0.1:{port}", expected_csv, {})
+    try:
+        for name in ("worker", "reporter", "api"):
+            running.start(name, name)
+        wait_until(lambda: worker_lag(settings) == 0, 120, "the worker to catch up", running.logs())
+        wait_until(lambda: _ready(running.api_url), 60, "the API to be ready", running.logs())
+        yield running
+    finally:
+        for process in running.processes.values():
+            process.stop()
+        asyncio.run(_drop_schema(settings))
+
+
+def _ready(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/readyz", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+async def http(stack):
+    async with aiohttp.ClientSession(stack.api_url) as session:
+        yield session
+
+
+async def eventually(probe: Callable[[], Awaitable], timeout: float, what: str, stack: Stack):
+    """Poll `probe` until it returns something truthy, for at most `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
+        await asyncio.sleep(0.1)
+
+
+async def trigger(http: aiohttp.ClientSession, **body) -> str:
+    async with http.post("/trigger_report", json=body or None) as response:
+        assert response.status == 202, await response.text()
+        return (await response.json())["report_id"]
+
+
+async def report_json(http: aiohttp.ClientSession, report_id: str) -> dict:
+    async with http.get(
+        "/get_report", params={"report_id": report_id}, headers={"Accept": "application/json"}
+    ) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def completed(http, report_id: str, stack: Stack) -> dict:
+    async def complete():
+        report = await report_json(http, report_id)
+        assert report["status"] != "Failed", report
+        return report if report["status"] == "Complete" else None
+
+    return await eventually(complete, REPORT_DEADLINE_S, f"report {report_id}", stack)
+
+
+async def test_a_report_over_http_is_byte_for_byte_the_offline_report(stack, http):
+    report_id = await trigger(http)
+    summary = await completed(http, report_id, stack)
+    async with http.get("/get_report", params={"report_id": report_id}) as response:
+        assert response.headers["X-Report-Status"] == "Complete"
+        csv = await response.read()
+    assert csv == stack.expected_csv
+    async with http.get(f"/reports/{report_id}.csv") as response:
+        assert response.headers["ETag"] == f'"{hashlib.sha256(csv).hexdigest()}"'
+        assert int(response.headers["Content-Length"]) == len(csv)
+        assert await response.read() == csv
+    assert summary["rows"] == STORES == csv.count(b"\n") - 1
+    assert summary["bytes"] == len(csv)
+    # What the report reflects: the latest poll, and the changelog offsets it read.
+    assert summary["as_of"].startswith("2023-01-25T18:1")
+    changelogs = summary["state_offsets"]
+    assert any(topic.endswith("observations-changelog") for topic in changelogs)
+    assert sum(sum(parts.values()) for parts in changelogs.values()) > 0
+
+
+async def test_unknown_and_malformed_report_ids(stack, http):
+    async with http.get("/get_report", params={"report_id": "f" * 32}) as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+    async with http.get("/get_report", params={"report_id": "not-an-id"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_two_concurrent_triggers_make_two_reports(stack, http):
+    first, second = await asyncio.gather(trigger(http), trigger(http))
+    assert first != second
+    for report_id in (first, second):
+        await completed(http, report_id, stack)
+        async with http.get(f"/reports/{report_id}.csv") as response:
+            assert await response.read() == stack.expected_csv
+
+
+async def test_a_report_for_some_stores_as_of_an_earlier_time(stack, http):
+    full = stack.expected_csv.decode().splitlines()
+    stores = [line.split(",", 1)[0] for line in full[1:4]]
+    report_id = await trigger(http, as_of="2023-01-24T12:00:00Z", store_ids=stores)
+    summary = await completed(http, report_id, stack)
+    assert summary["as_of"] == "2023-01-24T12:00:00.000000Z"
+    async with http.get(f"/reports/{report_id}.csv") as response:
+        lines = (await response.read()).decode().splitlines()
+    assert lines[0] == full[0]
+    assert [line.split(",", 1)[0] for line in lines[1:]] == stores
+
+
+async def test_a_request_delivered_again_for_a_complete_report_is_skipped(stack, http):
+    report_id = await trigger(http)
+    before = await completed(http, report_id, stack)
+    producer = make_producer(stack.settings)
+    request = {"report_id": report_id, "requested_at": before["requested_at"]}
+    producer.produce(
+        stack.settings.topic(config.TOPIC_REPORT_REQUESTS),
+        json.dumps(request).encode(),
+        report_id.encode(),
+    )
+    assert producer.flush(30) == 0
+
+    def reporter_lag() -> int:
+        group = reporter_group(stack.settings)
+        return sum(row.lag for row in consumer_lag(stack.settings) if row.group == group)
+
+    wait_until(lambda: reporter_lag() == 0, 30, "the reporter to take the request", stack.logs())
+    after = await report_json(http, report_id)
+    assert after == before  # same attempts, same CSV
+
+
+async def test_a_report_whose_reporter_is_killed_mid_report_is_completed_by_the_next(stack, http):
+    locker = await asyncpg.connect(
+        stack.settings.database_url, server_settings={"search_path": stack.settings.db_schema}
+    )
+    try:
+        # Hold the reporter mid-report: the request consumed, its offset not
+        # committed, its database work waiting on a lock the test holds.
+        for _ in range(5):
+            report_id = await trigger(http)
+            hold = locker.transaction()
+            await hold.start()
+            await locker.execute("LOCK TABLE reports IN SHARE MODE")
+            status = await locker.fetchval(
+                "SELECT status FROM reports WHERE report_id = $1", report_id
+            )
+            if status == "Running":
+                break
+            await hold.rollback()  # the reporter was quicker: try again
+        else:
+            pytest.fail("the reporter always finished before the test could hold it")
+
+        async def reporter_waits_on_the_lock() -> bool:
+            return await locker.fetchval(
+                "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE NOT l.granted AND l.relation = 'reports'::regclass"
+                " AND a.application_name = 'storemon-reporter'"
+            )
+
+        await eventually(reporter_waits_on_the_lock, 30, "the reporter to be held", stack)
+        stack.processes["reporter"].kill()
+        await hold.rollback()
+    finally:
+        await locker.close()
+    assert (await report_json(http, report_id))["status"] == "Running"
+
+    stack.start("reporter", "reporter")  # the killed one's successor in the group
+    summary = await completed(http, report_id, stack)
+    assert summary["attempts"] >= 2
+    async with http.get(f"/reports/{report_id}.csv") as response:
+        assert await response.read() == stack.expected_csv

@@ -109,6 +109,16 @@ class Reporter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve requests until `stop` is set."""
+        # Read the whole state before joining the group, so that requests go to
+        # reporters ready to answer them rather than to one still reading.
+        started = time.monotonic()
+        await asyncio.to_thread(self._state.catch_up, float(self._settings.report_timeout_s))
+        log.info(
+            "state read: %d observations of %d stores in %.1f s",
+            self._state.view.observation_count(),
+            len(self._state.view.observations),
+            time.monotonic() - started,
+        )
         self._consumer.subscribe([self._settings.topic(config.TOPIC_REPORT_REQUESTS)])
         helpers = [
             asyncio.create_task(self._follow_state(stop)),

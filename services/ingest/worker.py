@@ -77,10 +77,14 @@ def _faust_brokers(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """The worker's Faust app, its topics, tables and agents."""
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
         store="memory://",
+        # Faust keeps a per-app folder even with the memory store; not in the CWD.
+        datadir=str(faust_dir / f"{worker_app_id(settings)}-data"),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         # The reporter reads the changelogs directly, so no worker needs

@@ -2,6 +2,8 @@
 
     python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR]
 
+(`--workers 0` measures the load alone.)
+
 Needs the Kafka broker of KAFKA_BOOTSTRAP_SERVERS (default: deploy/local's; start
 it with `deploy/local/stack.sh start`). Every run uses a fresh topic prefix, so
 runs never see each other's data. Prints one line per measurement.
@@ -126,6 +128,8 @@ def main() -> None:
                 "(CSV parsing, validation, confirmed delivery)",
                 flush=True,
             )
+            if workers == 0:  # --workers 0: the load alone
+                continue
             total_s, rate, rss = absorb(prefix, workers, polls)
             print(
                 f"worker x{workers}: {polls} polls to zero lag in {total_s:.1f} s "

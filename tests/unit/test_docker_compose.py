@@ -55,7 +55,7 @@ def test_storemon_services_wait_for_healthy_servers_and_get_every_setting(compos
 
 def test_service_commands_are_real_storemon_subcommands(compose):
     parser = build_parser()
-    for name, service in compose["services"].items():
+    for service in compose["services"].values():
         command = service.get("command")
         if command and command[0] == "storemon":
             parser.parse_args(command[1:])  # exits (SystemExit) on an unknown subcommand

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -69,6 +70,20 @@ class EvictionIndex:
             return []
         expired_days = [day for day in days if (day + 1) * DAY_US <= cutoff]
         return [key for day in expired_days for key in days.pop(day)]
+
+
+#: Decodes a compacted-topic record to (store_id, canonical value or None to delete).
+Decoder = Callable[[bytes | None, bytes | None], tuple[str, bytes | None]]
+
+
+def _canonical_schedule(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
+    store_id, rows = events.decode_schedule(key, value)
+    return store_id, None if rows is None else events.encode_schedule(store_id, rows)
+
+
+def _canonical_zone(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
+    store_id, zone = events.decode_zone(key, value)
+    return store_id, None if zone is None else zone.encode()
 
 
 def _faust_brokers(settings: Settings) -> list[str]:
@@ -160,32 +175,25 @@ def create_app(settings: Settings) -> faust.App:
             for expired in index.pop_expired(partition):
                 observations.pop(expired, None)
 
-    @app.agent(hours_topic)
-    async def absorb_schedules(stream: StreamT) -> None:
-        async for event in stream.events():
-            try:
-                store_id, rows = events.decode_schedule(event.message.key, event.message.value)
-            except RowError as error:
-                await reject(event, error)
-                continue
-            if rows is None:
-                schedules.pop(store_id.encode(), None)
-            else:
-                schedules[store_id.encode()] = events.encode_schedule(store_id, rows)
+    def keep_latest_per_store(topic: faust.TopicT, table: faust.Table, decode: Decoder) -> None:
+        """An agent keeping the latest canonical value per store; a null value deletes."""
 
-    @app.agent(zones_topic)
-    async def absorb_zones(stream: StreamT) -> None:
-        async for event in stream.events():
-            try:
-                store_id, zone = events.decode_zone(event.message.key, event.message.value)
-            except RowError as error:
-                await reject(event, error)
-                continue
-            if zone is None:
-                zones.pop(store_id.encode(), None)
-            else:
-                zones[store_id.encode()] = zone.encode()
+        async def absorb(stream: StreamT) -> None:
+            async for event in stream.events():
+                try:
+                    store_id, value = decode(event.message.key, event.message.value)
+                except RowError as error:
+                    await reject(event, error)
+                    continue
+                if value is None:
+                    table.pop(store_id.encode(), None)
+                else:
+                    table[store_id.encode()] = value
 
+        app.agent(topic, name=f"absorb_{table.name}")(absorb)
+
+    keep_latest_per_store(hours_topic, schedules, _canonical_schedule)
+    keep_latest_per_store(zones_topic, zones, _canonical_zone)
     return app
 
 

@@ -79,19 +79,22 @@ def absorb(prefix: str, workers: int, polls: int) -> tuple[float, float, int]:
         for _ in range(workers)
     ]
     peak_rss = 0
-    first_progress: tuple[float, int] | None = None
+    # Lag counts records, and a record carries a batch of one store's polls:
+    # progress in polls is the share of records read times the polls.
+    first_progress: tuple[float, float] | None = None
     try:
         while True:
             rows = [row for row in consumer_lag(settings) if row.group.endswith("storemon-worker")]
-            done = sum(row.end - row.lag for row in rows)
+            records = sum(row.end for row in rows if row.topic.endswith("store-status"))
+            read = sum(row.end - row.lag for row in rows if row.topic.endswith("store-status"))
             lag = sum(row.lag for row in rows)
             now = time.perf_counter()
             peak_rss = max(
                 peak_rss, sum(psutil.Process(p.pid).memory_info().rss for p in processes)
             )
-            if first_progress is None and done > 0:
-                first_progress = (now, done)
-            if lag == 0 and done >= polls:
+            if first_progress is None and read > 0:
+                first_progress = (now, read / records)
+            if lag == 0 and records and read == records:
                 break
             if any(p.poll() is not None for p in processes):
                 raise RuntimeError("a worker exited")
@@ -102,8 +105,8 @@ def absorb(prefix: str, workers: int, polls: int) -> tuple[float, float, int]:
         for process in processes:
             process.wait(60)
     assert first_progress is not None
-    since, done_then = first_progress
-    rate = (polls - done_then) / max(now - since, 1e-9)
+    since, share_read_then = first_progress
+    rate = polls * (1 - share_read_then) / max(now - since, 1e-9)
     return now - started, rate, peak_rss
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,10 @@ from storemon.inputs import HoursRow, Observation, RowError
 MAX_FUTURE_US = 24 * 3600 * 1_000_000
 
 OBSERVATION_FIELDS = frozenset({"store_id", "timestamp_utc", "status"})
+BATCH_FIELDS = frozenset({"store_id", "observations"})
+
+#: Most polls one batch record may carry (~60 bytes each, well inside Kafka's 1 MB).
+MAX_BATCH_POLLS = 1000
 
 
 def now_us() -> int:
@@ -58,11 +63,52 @@ def observation_from_record(record: Mapping[str, object], received_at_us: int) -
     return observation
 
 
-def decode_observation(key: bytes | None, value: bytes | None) -> Observation:
-    """A `store-status` record, checked against its schema and its key."""
-    observation = observation_from_record(_json_object(value), now_us())
-    _check_key(key, observation.store_id)
-    return observation
+@dataclass
+class ObservationBatch:
+    """One `store-status` record: one store's polls, in record order (the later wins)."""
+
+    store_id: str
+    observations: list[Observation] = field(default_factory=list)
+    #: Entries of a batch that failed their checks, each with its raw JSON.
+    rejected: list[tuple[RowError, str]] = field(default_factory=list)
+
+
+def decode_observations(key: bytes | None, value: bytes | None) -> ObservationBatch:
+    """A `store-status` record, one observation or a batch of one store's, checked.
+
+    A record that is wrong as a whole raises RowError; in a batch, each bad entry
+    is rejected on its own (field `observations.<index>.<field>`) and the others kept.
+    """
+    record = _json_object(value)
+    received_at_us = now_us()
+    if "observations" not in record:
+        observation = observation_from_record(record, received_at_us)
+        _check_key(key, observation.store_id)
+        return ObservationBatch(observation.store_id, [observation])
+    unknown = set(record) - BATCH_FIELDS
+    if unknown:
+        raise RowError(sorted(unknown)[0], "unknown field")
+    store_id = inputs.parse_store_id(record.get("store_id"))
+    _check_key(key, store_id)
+    entries = record["observations"]
+    if not isinstance(entries, list) or not entries:
+        raise RowError("observations", "must be a non-empty list of {timestamp_utc, status}")
+    if len(entries) > MAX_BATCH_POLLS:
+        raise RowError("observations", f"more than {MAX_BATCH_POLLS} polls in one record")
+    batch = ObservationBatch(store_id)
+    for position, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise RowError("", "must be an object {timestamp_utc, status}")
+            if "store_id" in entry:
+                raise RowError("store_id", "belongs to the batch, not to its entries")
+            batch.observations.append(
+                observation_from_record({"store_id": store_id, **entry}, received_at_us)
+            )
+        except RowError as exc:
+            where = f"observations.{position}" + (f".{exc.field}" if exc.field else "")
+            batch.rejected.append((RowError(where, exc.reason), json.dumps(entry)))
+    return batch
 
 
 def encode_observation(observation: Observation) -> bytes:
@@ -75,6 +121,19 @@ def encode_observation(observation: Observation) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def encode_observation_batch(store_id: str, polls: Iterable[tuple[str, bool]]) -> bytes:
+    """A batch `store-status` value of (ISO-8601 UTC timestamp, active) pairs.
+
+    Formatted by hand: the loader encodes millions of polls, and json.dumps per
+    poll would halve its throughput. Timestamps are ISO-8601 text, safe in JSON.
+    """
+    entries = ",".join(
+        f'{{"timestamp_utc":"{stamp}","status":"{"active" if active else "inactive"}"}}'
+        for stamp, active in polls
+    )
+    return f'{{"store_id":{json.dumps(store_id)},"observations":[{entries}]}}'.encode()
 
 
 def decode_schedule(key: bytes | None, value: bytes | None) -> tuple[str, list[HoursRow] | None]:

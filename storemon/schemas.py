@@ -7,26 +7,47 @@ from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
 
 from storemon.config import REPO_ROOT
 
 SCHEMA_DIR = REPO_ROOT / "schemas"
 
 STATUS_OBSERVATION = "status-observation"
+STATUS_BATCH = "status-batch"
 STORE_HOURS = "store-hours"
 STORE_TIMEZONE = "store-timezone"
 REPORT_REQUEST = "report-request"
 DLQ_RECORD = "dlq-record"
-ALL_SCHEMAS = (STATUS_OBSERVATION, STORE_HOURS, STORE_TIMEZONE, REPORT_REQUEST, DLQ_RECORD)
+ALL_SCHEMAS = (
+    STATUS_OBSERVATION,
+    STATUS_BATCH,
+    STORE_HOURS,
+    STORE_TIMEZONE,
+    REPORT_REQUEST,
+    DLQ_RECORD,
+)
+
+
+def _load(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    return schema
+
+
+@cache
+def _registry() -> Registry:
+    """Every schema by its $id, so one can $ref another (status-batch uses status-observation)."""
+    return Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in map(_load, ALL_SCHEMAS)
+    )
 
 
 @cache
 def validator(name: str) -> Draft202012Validator:
     """A compiled validator for one schema (`name` without the `.schema.json` suffix)."""
-    path = SCHEMA_DIR / f"{name}.schema.json"
-    schema = json.loads(path.read_text())
+    schema = _load(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return Draft202012Validator(schema, registry=_registry(), format_checker=FormatChecker())
 
 
 def schema_errors(name: str, value: Any) -> list[str]:

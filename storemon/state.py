@@ -5,12 +5,17 @@ backed by a compacted changelog topic, which is the durable form of the state.
 The reporter reads the same changelogs to take a snapshot, so the layout
 (table names, key encoding, value encoding) is defined once, here.
 
-Observation keys are `b"<store_id> <timestamp µs>"` and values one byte
-(`a`ctive / `i`nactive). One changelog record is one poll, a few dozen bytes:
-an update never rewrites a store's week, a poll replayed or received twice
-lands on the same key (idempotent, the later accepted value wins), and a late
-poll simply lands in its place. store_id cannot contain white space (schemas/),
-so the space separates the two parts unambiguously.
+Observations are kept per store and UTC day: the key is
+`b"<store_id> <day number since the epoch>"` and the value that day's polls,
+sorted by time, each 9 bytes (the timestamp in µs as a big-endian int64, then
+`a`ctive or `i`nactive). Why per day: a changelog record stays small (an
+hourly-polled store's day is ~24 polls, ~216 bytes; never the store's whole
+week), while a batch of a store's polls costs one table write per day it
+touches instead of one per poll, which is what lets one Faust worker keep up
+with bulk loads. A poll replayed or received twice lands on the same entry
+(idempotent, the later accepted value wins), a late poll lands in its day, and
+eviction drops whole days. store_id cannot contain white space (schemas/), so
+the space separates the two parts of a key unambiguously.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from storemon.config import Settings
@@ -34,6 +40,11 @@ INACTIVE = b"i"
 
 #: Observations older than the greatest event time minus this are out of every window.
 HORIZON_US = 8 * 24 * 3600 * 1_000_000
+DAY_US = 24 * 3600 * 1_000_000
+
+#: One poll inside a day value: timestamp µs (big-endian int64), status byte.
+POLL_DTYPE = np.dtype([("timestamp_us", ">i8"), ("status", "S1")])
+POLL_BYTES = POLL_DTYPE.itemsize
 
 V = TypeVar("V")
 
@@ -47,21 +58,46 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{worker_app_id(settings)}-{table}-changelog"
 
 
-def observation_key(store_id: str, timestamp_us: int) -> bytes:
-    return f"{store_id} {timestamp_us}".encode()
+def day_of(timestamp_us: int) -> int:
+    """The UTC day number (since the epoch) an instant falls in."""
+    return timestamp_us // DAY_US
 
 
-def split_observation_key(key: bytes) -> tuple[str, int]:
-    store_id, _, timestamp = key.decode().rpartition(" ")
-    return store_id, int(timestamp)
+def observation_day_key(store_id: str, day: int) -> bytes:
+    return f"{store_id} {day}".encode()
+
+
+def split_observation_day_key(key: bytes) -> tuple[str, int]:
+    store_id, _, day = key.decode().rpartition(" ")
+    return store_id, int(day)
+
+
+def decode_day(value: bytes) -> dict[int, bytes]:
+    """A day value as {timestamp µs: status byte}, in time order."""
+    polls = np.frombuffer(value, dtype=POLL_DTYPE)
+    return dict(zip(polls["timestamp_us"].tolist(), polls["status"].tolist(), strict=True))
+
+
+def encode_day(polls: dict[int, bytes]) -> bytes:
+    """The day value of {timestamp µs: status byte}: sorted by time, 9 bytes a poll."""
+    encoded = np.empty(len(polls), dtype=POLL_DTYPE)
+    encoded["timestamp_us"] = list(polls)
+    encoded["status"] = list(polls.values())
+    encoded.sort(order="timestamp_us")
+    return encoded.tobytes()
+
+
+def latest_timestamp_us(value: bytes) -> int:
+    """The last (greatest) poll time of a non-empty day value."""
+    return int(np.frombuffer(value, dtype=POLL_DTYPE, offset=len(value) - POLL_BYTES)[0][0])
 
 
 @dataclass
 class StateView:
     """The latest value of every key of the worker's tables, as of `offsets`."""
 
-    #: store_id -> {timestamp µs: active}
-    observations: dict[str, dict[int, bool]] = field(default_factory=dict)
+    #: store_id -> {UTC day number: that day's value (see encode_day)}
+    observation_days: dict[str, dict[int, bytes]] = field(default_factory=dict)
     #: store_id -> the schedule's JSON value (as the worker stored it)
     schedules: dict[str, bytes] = field(default_factory=dict)
     #: store_id -> IANA zone name
@@ -71,23 +107,38 @@ class StateView:
 
     def apply(self, table: str, key: bytes, value: bytes | None) -> None:
         if table == OBSERVATIONS_TABLE:
-            store_id, timestamp_us = split_observation_key(key)
+            store_id, day = split_observation_day_key(key)
             if value is None:
-                polls = self.observations.get(store_id)
-                if polls is not None:
-                    polls.pop(timestamp_us, None)
-                    if not polls:
-                        del self.observations[store_id]
+                days = self.observation_days.get(store_id)
+                if days is not None:
+                    days.pop(day, None)
+                    if not days:
+                        del self.observation_days[store_id]
             else:
-                self.observations.setdefault(store_id, {})[timestamp_us] = value == ACTIVE
+                self.observation_days.setdefault(store_id, {})[day] = value
         elif table == SCHEDULES_TABLE:
             _set_or_delete(self.schedules, key.decode(), value)
         else:
             zone = None if value is None else value.decode()
             _set_or_delete(self.zones, key.decode(), zone)
 
+    @property
+    def observations(self) -> dict[str, dict[int, bool]]:
+        """store_id -> {timestamp µs: active}, decoded (for checks; snapshots decode in bulk)."""
+        return {
+            store_id: {
+                timestamp_us: status == ACTIVE
+                for day in sorted(days)
+                for timestamp_us, status in decode_day(days[day]).items()
+            }
+            for store_id, days in self.observation_days.items()
+        }
+
     def observation_count(self) -> int:
-        return sum(len(polls) for polls in self.observations.values())
+        return sum(
+            len(value) // POLL_BYTES for days in self.observation_days.values()
+            for value in days.values()
+        )
 
 
 def _set_or_delete(mapping: dict[str, V], key: str, value: V | None) -> None:

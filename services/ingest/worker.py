@@ -22,23 +22,26 @@ from storemon.config import Settings
 from storemon.inputs import RowError
 from storemon.state import (
     ACTIVE,
+    DAY_US,
     HORIZON_US,
     INACTIVE,
     OBSERVATIONS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
-    observation_key,
-    split_observation_key,
+    day_of,
+    decode_day,
+    encode_day,
+    latest_timestamp_us,
+    observation_day_key,
+    split_observation_day_key,
     worker_app_id,
 )
 
 log = logging.getLogger(__name__)
 
-DAY_US = 24 * 3600 * 1_000_000
-
 
 class EvictionIndex:
-    """Which observation keys each partition holds, bucketed by UTC day.
+    """Which store-day keys each partition holds, by day, and its greatest event time.
 
     Eviction then drops whole days once they are wholly behind the horizon,
     without scanning the table. Keys are deleted in the context of an event of
@@ -48,15 +51,16 @@ class EvictionIndex:
     """
 
     def __init__(self) -> None:
-        self._keys_by_day: defaultdict[int, defaultdict[int, list[bytes]]] = defaultdict(
-            lambda: defaultdict(list)
+        self._keys_by_day: defaultdict[int, defaultdict[int, set[bytes]]] = defaultdict(
+            lambda: defaultdict(set)
         )
         self.max_timestamp_us: dict[int, int] = {}
 
-    def add(self, partition: int, key: bytes, timestamp_us: int) -> None:
-        self._keys_by_day[partition][timestamp_us // DAY_US].append(key)
-        if timestamp_us > self.max_timestamp_us.get(partition, timestamp_us - 1):
-            self.max_timestamp_us[partition] = timestamp_us
+    def add(self, partition: int, key: bytes, day: int, latest_us: int) -> None:
+        """Note `key` (a store-day) in `partition`, holding polls up to `latest_us`."""
+        self._keys_by_day[partition][day].add(key)
+        if latest_us > self.max_timestamp_us.get(partition, latest_us - 1):
+            self.max_timestamp_us[partition] = latest_us
 
     def cutoff_us(self, partition: int) -> int | None:
         """Observations of `partition` before this instant are out of every report."""
@@ -124,9 +128,10 @@ def create_app(settings: Settings) -> faust.App:
     index = EvictionIndex()
 
     async def index_recovered_observation(event: EventT) -> None:
-        if event.message.value is not None:
-            _, timestamp_us = split_observation_key(event.message.key)
-            index.add(event.message.partition, event.message.key, timestamp_us)
+        value = event.message.value
+        if value:
+            _, day = split_observation_day_key(event.message.key)
+            index.add(event.message.partition, event.message.key, day, latest_timestamp_us(value))
 
     observations = app.Table(
         OBSERVATIONS_TABLE,
@@ -137,7 +142,8 @@ def create_app(settings: Settings) -> faust.App:
     schedules = app.Table(SCHEDULES_TABLE, partitions=settings.topic_partitions, **raw_table)
     zones = app.Table(ZONES_TABLE, partitions=settings.topic_partitions, **raw_table)
 
-    async def reject(event: EventT, error: RowError) -> None:
+    async def reject(event: EventT, error: RowError, raw: bytes | str | None = None) -> None:
+        """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
         message = event.message
         log.warning(
             "rejected %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
@@ -149,7 +155,7 @@ def create_app(settings: Settings) -> faust.App:
                 message.offset,
                 error.field,
                 error.reason,
-                message.value,
+                message.value if raw is None else raw,
             ),
         )
 
@@ -157,21 +163,31 @@ def create_app(settings: Settings) -> faust.App:
     async def absorb_status(stream: StreamT) -> None:
         async for event in stream.events():
             try:
-                observation = events.decode_observation(event.message.key, event.message.value)
+                batch = events.decode_observations(event.message.key, event.message.value)
             except RowError as error:
                 await reject(event, error)
                 continue
+            for error, raw_entry in batch.rejected:
+                await reject(event, error, raw_entry)
             partition = event.message.partition
             cutoff = index.cutoff_us(partition)
-            if cutoff is not None and observation.timestamp_us < cutoff:
-                # Older than every report window: accepted, but nothing to keep.
-                continue
-            key = observation_key(observation.store_id, observation.timestamp_us)
-            value = ACTIVE if observation.status == "active" else INACTIVE
-            # A replayed or duplicated poll changes nothing, so it writes nothing.
-            if observations.get(key) != value:
-                observations[key] = value
-                index.add(partition, key, observation.timestamp_us)
+            # The batch's polls by day; in record order, so a later entry wins.
+            polls_by_day: dict[int, dict[int, bytes]] = {}
+            for observation in batch.observations:
+                if cutoff is not None and observation.timestamp_us < cutoff:
+                    continue  # Older than every report window: accepted, nothing to keep.
+                status = ACTIVE if observation.status == "active" else INACTIVE
+                day = day_of(observation.timestamp_us)
+                polls_by_day.setdefault(day, {})[observation.timestamp_us] = status
+            for day, polls in polls_by_day.items():
+                key = observation_day_key(batch.store_id, day)
+                held = observations.get(key)
+                merged = {**decode_day(held), **polls} if held else polls
+                value = encode_day(merged)
+                # A replayed or duplicated poll changes nothing, so it writes nothing.
+                if value != held:
+                    observations[key] = value
+                    index.add(partition, key, day, latest_timestamp_us(value))
             for expired in index.pop_expired(partition):
                 observations.pop(expired, None)
 

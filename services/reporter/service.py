@@ -12,6 +12,10 @@ One reporter process:
   request's offset committed, so a reporter that dies mid-report leaves the
   request to whichever reporter gets its partition next. Redoing is harmless:
   a report that is no longer Running is skipped;
+- retries database work while PostgreSQL cannot be reached, with exponential
+  backoff, for about 25 seconds; beyond that the report is marked Failed
+  (with the reason) as soon as the database answers again, and only then is the
+  request's offset committed;
 - every so often marks Failed the reports Running for longer than
   STOREMON_REPORT_TIMEOUT_S, and deletes the reports (and CSVs) older than
   STOREMON_REPORT_RETENTION_DAYS.
@@ -24,8 +28,9 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaException, Message
@@ -34,6 +39,7 @@ from storemon import config, engine, reports_db, schemas
 from storemon.config import Settings
 from storemon.inputs import RowError, parse_timestamp
 from storemon.lag import reporter_group
+from storemon.logs import configure_logging
 from storemon.reporter.snapshot import SnapshotBuilder
 from storemon.state import StateReader
 
@@ -44,6 +50,18 @@ APPLICATION_NAME = "storemon-reporter"
 _POLL_S = 0.5
 #: Pause between two reads of the state changelogs while no report is being made.
 _FOLLOW_STATE_EVERY_S = 1.0
+#: Database work that cannot reach the server is tried this many times, pausing
+#: _DB_FIRST_PAUSE_S, then twice as long each time up to _DB_MAX_PAUSE_S (about
+#: 25 s in all) before the report is given up.
+_DB_ATTEMPTS = 7
+_DB_FIRST_PAUSE_S = 0.5
+_DB_MAX_PAUSE_S = 8.0
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached for a report's work, however often it was tried."""
 
 
 class InvalidRequest(ValueError):
@@ -98,17 +116,19 @@ def _consumer_config(settings: Settings) -> dict[str, object]:
 
 
 class Reporter:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
         self._settings = settings
         self._pool = pool
+        self._stop = stop
         self._state = StateReader(settings)
         # The reader is not thread-safe: one catch-up (or snapshot) at a time.
         self._state_lock = asyncio.Lock()
         self._snapshots = SnapshotBuilder()
         self._consumer = Consumer(_consumer_config(settings))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve requests until `stop` is set."""
+    async def run(self) -> None:
+        """Serve requests until the stop event is set."""
+        stop = self._stop
         # Read the whole state before joining the group, so that requests go to
         # reporters ready to answer them rather than to one still reading.
         started = time.monotonic()
@@ -116,7 +136,7 @@ class Reporter:
         log.info(
             "state read: %d observations of %d stores in %.1f s",
             self._state.view.observation_count(),
-            len(self._state.view.observations),
+            len(self._state.view.observation_days),
             time.monotonic() - started,
         )
         self._consumer.subscribe([self._settings.topic(config.TOPIC_REPORT_REQUESTS)])
@@ -132,7 +152,13 @@ class Reporter:
                 if message.error() is not None:
                     log.warning("consuming report requests: %s", message.error())
                     continue
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except DatabaseUnavailable as exc:
+                    # Stopping before the outcome could be recorded: the offset stays
+                    # uncommitted and the next reporter redoes the request.
+                    log.warning("stopped before answering offset %d: %s", message.offset(), exc)
+                    break
                 await asyncio.to_thread(self._commit, message)
         finally:
             stop.set()
@@ -156,26 +182,71 @@ class Reporter:
         except InvalidRequest as exc:
             log.warning("invalid report request at offset %d: %s", message.offset(), exc.reason)
             if exc.report_id is not None:
-                async with self._pool.acquire() as connection:
-                    await reports_db.fail_report(
-                        connection, exc.report_id, f"invalid request: {exc.reason}"
-                    )
+                invalid_id, reason = exc.report_id, f"invalid request: {exc.reason}"
+                await self._database(
+                    lambda connection: reports_db.fail_report(connection, invalid_id, reason),
+                    "recording an invalid request",
+                    until_done=True,
+                )
             return
-        async with self._pool.acquire() as connection:
-            row = await reports_db.start_attempt(connection, request.report_id)
-        if row is None:
-            log.info(
-                "report %s is not Running (done, failed or deleted): skipped", request.report_id
-            )
-            return
+        report_id = request.report_id
         try:
+            row = await self._database(
+                lambda connection: reports_db.start_attempt(connection, report_id),
+                "starting the report",
+            )
+            if row is None:
+                log.info("report %s is not Running (done, failed or deleted): skipped", report_id)
+                return
             await self._make_report(request)
         except Exception as exc:
-            # If even this fails (the database is gone), the error ends the process
-            # before the offset is committed, and the request is redone elsewhere.
-            log.exception("report %s failed", request.report_id)
-            async with self._pool.acquire() as connection:
-                await reports_db.fail_report(connection, request.report_id, _reason(exc))
+            if isinstance(exc, DatabaseUnavailable) and self._stop.is_set():
+                raise  # Not a failure of the report: the next reporter redoes it.
+            # If this fails for another reason than an unreachable database, the
+            # error ends the process before the offset is committed, and the
+            # request is redone elsewhere.
+            log.exception("report %s failed", report_id)
+            reason = _reason(exc)
+            await self._database(
+                lambda connection: reports_db.fail_report(connection, report_id, reason),
+                "recording the failure",
+                until_done=True,
+            )
+
+    async def _database(
+        self,
+        work: Callable[[asyncpg.Connection], Awaitable[T]],
+        what: str,
+        *,
+        until_done: bool = False,
+    ) -> T:
+        """`work` on a pooled connection, tried again while the database cannot be reached.
+
+        After _DB_ATTEMPTS attempts, DatabaseUnavailable. With `until_done` (recording
+        an outcome, without which the request's offset must not be committed), tries
+        until the database answers. Either way gives up once the reporter is stopping.
+        """
+        pause = _DB_FIRST_PAUSE_S
+        attempt = 1
+        while True:
+            try:
+                async with self._pool.acquire() as connection:
+                    return await work(connection)
+            except Exception as exc:
+                if not reports_db.is_unavailable(exc):
+                    raise
+                if self._stop.is_set() or (attempt >= _DB_ATTEMPTS and not until_done):
+                    raise DatabaseUnavailable(f"{what}: {_reason(exc)}") from exc
+                log.warning(
+                    "database unreachable while %s (attempt %d), next try in %.1f s: %s",
+                    what,
+                    attempt,
+                    pause,
+                    exc,
+                )
+            await _wait(self._stop, pause)
+            pause = min(2 * pause, _DB_MAX_PAUSE_S)
+            attempt += 1
 
     async def _make_report(self, request: ReportRequest) -> None:
         started = time.monotonic()
@@ -190,15 +261,17 @@ class Reporter:
         )
         csv = await asyncio.to_thread(report.to_csv_bytes)
         as_of = None if report.as_of_us is None else reports_db.datetime_from_us(report.as_of_us)
-        async with self._pool.acquire() as connection:
-            stored = await reports_db.complete_report(
+        stored = await self._database(
+            lambda connection: reports_db.complete_report(
                 connection,
                 request.report_id,
                 csv,
                 row_count=len(report),
                 as_of=as_of,
                 state_offsets=offsets,
-            )
+            ),
+            "storing the report",
+        )
         if stored is None:
             log.info("report %s finished elsewhere meanwhile: result dropped", request.report_id)
         else:
@@ -239,7 +312,7 @@ class Reporter:
                     log.warning("reports timed out: %s", ", ".join(timed_out))
                 if deleted:
                     log.info("deleted %d reports past retention", deleted)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("housekeeping: %s", exc)
             await _wait(stop, every_s)
 
@@ -265,13 +338,11 @@ async def serve(settings: Settings) -> None:
     pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=4)
     try:
         log.info("reporter started (group %s)", reporter_group(settings))
-        await Reporter(settings, pool).run(stop)
+        await Reporter(settings, pool, stop).run()
     finally:
         await pool.close()
 
 
 def run_reporter(settings: Settings, loglevel: str = "info") -> None:
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(loglevel)
     asyncio.run(serve(settings))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from storemon import events
 from storemon.engine import BusinessHours, Observations, Timezones
 from storemon.inputs import HoursRow
-from storemon.state import StateView
+from storemon.state import ACTIVE, POLL_BYTES, POLL_DTYPE, StateView
 
 
 def _object_array(items: list[str]) -> np.ndarray:
@@ -33,24 +31,19 @@ class SnapshotBuilder:
 
     @staticmethod
     def observations(view: StateView) -> Observations:
-        polls_by_store = view.observations
-        counts = [len(polls) for polls in polls_by_store.values()]
-        total = sum(counts)
-        # Iterating a store's {timestamp: active} yields its timestamps, in the
-        # same order as its values.
-        timestamp_us = np.fromiter(
-            itertools.chain.from_iterable(polls_by_store.values()), dtype=np.int64, count=total
-        )
-        active = np.fromiter(
-            itertools.chain.from_iterable(polls.values() for polls in polls_by_store.values()),
-            dtype=bool,
-            count=total,
-        )
+        days_by_store = view.observation_days
+        # Each store's day values, in day order, end to end: one buffer of
+        # fixed-size polls that numpy reads without a Python loop per poll.
+        values = [
+            b"".join(days[day] for day in sorted(days)) for days in days_by_store.values()
+        ]
+        polls = np.frombuffer(b"".join(values), dtype=POLL_DTYPE)
+        counts = [len(value) // POLL_BYTES for value in values]
         return Observations(
-            store_ids=_object_array(list(polls_by_store)),
+            store_ids=_object_array(list(days_by_store)),
             store_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),
-            timestamp_us=timestamp_us,
-            active=active,
+            timestamp_us=polls["timestamp_us"].astype(np.int64),
+            active=polls["status"] == ACTIVE,
         )
 
     def business_hours(self, view: StateView) -> BusinessHours:

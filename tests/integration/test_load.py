@@ -76,9 +76,11 @@ def test_load_accepts_good_rows_and_sends_bad_ones_to_the_dead_letter_topic(
     assert "timezones.csv: 2 rows, 1 accepted into store-timezones, 1 rejected" in run.stderr
 
     settings = settings_for(kafka_bootstrap, topic_prefix)
+    # A batch record per store (schemas/status-batch.schema.json).
     polls = [
-        events.decode_observation(m.key(), m.value())
-        for m in read_topic(settings, "store-status", 3)
+        poll
+        for m in read_topic(settings, "store-status", 2)
+        for poll in events.decode_observations(m.key(), m.value()).observations
     ]
     assert {(p.store_id, p.status) for p in polls} == {
         ("s1", "active"),

@@ -5,10 +5,16 @@ import json
 import pytest
 
 from storemon import events
-from storemon.ingest.worker import DAY_US, EvictionIndex
+from storemon.ingest.worker import EvictionIndex
 from storemon.inputs import HoursRow, Observation, RowError
-from storemon.schemas import STATUS_OBSERVATION, STORE_HOURS, STORE_TIMEZONE, schema_errors
-from storemon.state import HORIZON_US
+from storemon.schemas import (
+    STATUS_BATCH,
+    STATUS_OBSERVATION,
+    STORE_HOURS,
+    STORE_TIMEZONE,
+    schema_errors,
+)
+from storemon.state import DAY_US, HORIZON_US
 
 HOUR_US = 3600 * 1_000_000
 
@@ -17,7 +23,21 @@ def test_encoded_values_are_valid_by_their_schemas_and_decode_back():
     observation = Observation("8419537941919820732", 1_674_389_379_388_884, "inactive")
     value = events.encode_observation(observation)
     assert schema_errors(STATUS_OBSERVATION, json.loads(value)) == []
-    assert events.decode_observation(b"8419537941919820732", value) == observation
+    decoded = events.decode_observations(b"8419537941919820732", value)
+    assert (decoded.store_id, decoded.observations, decoded.rejected) == (
+        observation.store_id,
+        [observation],
+        [],
+    )
+
+    value = events.encode_observation_batch(
+        "s", [("2023-01-22T12:09:39.388884Z", True), ("2023-01-22T13:09:39Z", False)]
+    )
+    assert schema_errors(STATUS_BATCH, json.loads(value)) == []
+    assert events.decode_observations(b"s", value).observations == [
+        Observation("s", 1_674_389_379_388_884, "active"),
+        Observation("s", 1_674_392_979_000_000, "inactive"),
+    ]
 
     rows = [HoursRow("s", 0, 9 * HOUR_US, 17 * HOUR_US), HoursRow("s", 6, 18 * HOUR_US, 1)]
     value = events.encode_schedule("s", rows)
@@ -71,7 +91,54 @@ def test_observation_validation_agrees_with_the_schema(record):
 )
 def test_undecodable_status_records_name_the_field_to_blame(key, value, field):
     with pytest.raises(RowError) as error:
-        events.decode_observation(key, value)
+        events.decode_observations(key, value)
+    assert error.value.field == field
+
+
+def test_a_batch_keeps_its_good_entries_and_names_each_bad_one():
+    value = json.dumps(
+        {
+            "store_id": "s",
+            "observations": [
+                {"timestamp_utc": "2023-01-22T12:00:00Z", "status": "active"},
+                {"timestamp_utc": "2023-01-22T13:00:00Z", "status": "up"},
+                "not an object",
+                {"store_id": "t", "timestamp_utc": "2023-01-22T14:00:00Z", "status": "active"},
+                {"timestamp_utc": "2023-01-22T12:00:00Z", "status": "inactive"},
+            ],
+        }
+    ).encode()
+    batch = events.decode_observations(b"s", value)
+    # Both polls at 12:00 are kept in record order: the worker applies the later one last.
+    assert [o.status for o in batch.observations] == ["active", "inactive"]
+    assert [(error.field, raw) for error, raw in batch.rejected] == [
+        ("observations.1.status", '{"timestamp_utc": "2023-01-22T13:00:00Z", "status": "up"}'),
+        ("observations.2", '"not an object"'),
+        (
+            "observations.3.store_id",
+            '{"store_id": "t", "timestamp_utc": "2023-01-22T14:00:00Z", "status": "active"}',
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (b'{"store_id":"s","observations":[]}', "observations"),
+        (b'{"store_id":"s","observations":{}}', "observations"),
+        (b'{"store_id":"s","observations":[{}],"extra":1}', "extra"),
+        (b'{"store_id":"x","observations":[{}]}', "key"),
+        (
+            b'{"store_id":"s","observations":['
+            + b",".join([b'{"timestamp_utc":"2023-01-22T12:00:00Z","status":"active"}'] * 1001)
+            + b"]}",
+            "observations",
+        ),
+    ],
+)
+def test_a_batch_wrong_as_a_whole_is_rejected_whole(value, field):
+    with pytest.raises(RowError) as error:
+        events.decode_observations(b"s", value)
     assert error.value.field == field
 
 
@@ -109,16 +176,16 @@ def test_dlq_records_are_valid_by_their_schema():
 
 def test_eviction_drops_whole_days_once_behind_the_horizon_per_partition():
     index = EvictionIndex()
-    day0 = 19_000 * DAY_US
-    for hour in range(0, 10 * 24):
-        index.add(0, f"k{hour}".encode(), day0 + hour * HOUR_US)
-    index.add(1, b"other", day0)
-    newest = day0 + (10 * 24 - 1) * HOUR_US
+    first_day = 19_000
+    for day in range(first_day, first_day + 10):
+        for hour in range(24):
+            index.add(0, f"s{hour} {day}".encode(), day, day * DAY_US + hour * HOUR_US)
+    index.add(1, b"other", first_day, first_day * DAY_US)
+    cutoff = (first_day + 10) * DAY_US - HOUR_US - HORIZON_US
     expired = index.pop_expired(0)
-    cutoff = newest - HORIZON_US
-    expired_hours = sorted(int(key[1:]) for key in expired)
-    # Every hour of each UTC day that ends at or before the cutoff, nothing later.
-    assert expired_hours == list(range(0, (cutoff - day0) // DAY_US * 24))
-    assert all(day0 + hour * HOUR_US < cutoff for hour in expired_hours)
+    expired_days = sorted({int(key.split()[1]) for key in expired})
+    # Every UTC day that ends at or before the cutoff, each store-day key once.
+    assert expired_days == list(range(first_day, cutoff // DAY_US))
+    assert len(expired) == 24 * len(expired_days)
     assert index.pop_expired(0) == []
     assert index.pop_expired(1) == [], "partition 1 has its own, older horizon"

@@ -5,6 +5,7 @@ from storemon.schemas import (
     ALL_SCHEMAS,
     DLQ_RECORD,
     REPORT_REQUEST,
+    STATUS_BATCH,
     STATUS_OBSERVATION,
     STORE_HOURS,
     STORE_TIMEZONE,
@@ -19,6 +20,9 @@ VALID = [
                           "timestamp_utc": "2023-01-22T12:09:39.388884Z"}),
     (STATUS_OBSERVATION, {"store_id": "42", "status": "Active",
                           "timestamp_utc": "2023-01-22T12:09:39+00:00"}),
+    (STATUS_BATCH, {"store_id": "42", "observations": [
+        {"status": "active", "timestamp_utc": "2023-01-22T12:09:39.388884Z"},
+        {"status": "Inactive", "timestamp_utc": "2023-01-22 13:09:39.388884 UTC"}]}),
     (STORE_HOURS, {"store_id": "42", "hours": []}),
     (STORE_HOURS, {"store_id": "42", "hours": [
         {"day": 0, "start_time_local": "09:00", "end_time_local": "12:00:00"},
@@ -45,6 +49,12 @@ INVALID = [
                           "timestamp_utc": "2023-01-22T12:09:39Z"}, "store_id"),
     (STATUS_OBSERVATION, {"store_id": "1", "status": "active",
                           "timestamp_utc": "2023-01-22T12:09:39Z", "extra": 1}, "(record)"),
+    (STATUS_BATCH, {"store_id": "1", "observations": []}, "observations"),
+    (STATUS_BATCH, {"store_id": "1", "observations": [
+        {"status": "up", "timestamp_utc": "2023-01-22T12:09:39Z"}]}, "observations.0.status"),
+    (STATUS_BATCH, {"store_id": "1", "observations": [
+        {"store_id": "1", "status": "active", "timestamp_utc": "2023-01-22T12:09:39Z"}]},
+     "observations.0"),
     (STORE_HOURS, {"store_id": "1", "hours": [
         {"day": 7, "start_time_local": "09:00", "end_time_local": "10:00"}]}, "hours.0.day"),
     (STORE_HOURS, {"store_id": "1", "hours": [

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storemon.logs import level_from_env, log_level
+
 if TYPE_CHECKING:
     from storemon.inputs import BadRow
 
@@ -199,6 +201,13 @@ def _settings() -> Any:
         raise CommandError(str(exc)) from None
 
 
+def _add_loglevel(parser: argparse.ArgumentParser) -> None:
+    """`--loglevel` of a service; its logs are JSON lines on stderr (storemon/logs.py)."""
+    parser.add_argument("--loglevel", type=log_level, default=level_from_env(), metavar="LEVEL",
+                        help="debug, info, warning or error (default: STOREMON_LOG_LEVEL, "
+                             "else info)")
+
+
 def _add_create_topics(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "create-topics",
@@ -265,7 +274,7 @@ def _add_worker(subcommands: Any) -> None:
         description="Consume store-status, store-hours and store-timezones into "
                     "changelog-backed per-store tables. Run several to share partitions.",
     )
-    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    _add_loglevel(parser)
     parser.set_defaults(handler=_worker)
 
 
@@ -275,7 +284,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     ensure_topics(settings)
-    run_worker(settings, loglevel=args.loglevel.lower())
+    run_worker(settings, loglevel=args.loglevel)
     return 0
 
 
@@ -287,7 +296,7 @@ def _add_reporter(subcommands: Any) -> None:
                     "the workers' state and store it as a large object. Run several to share "
                     "the work; a request whose reporter dies is redone by another.",
     )
-    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    _add_loglevel(parser)
     parser.set_defaults(handler=_reporter)
 
 
@@ -307,7 +316,7 @@ def _add_api(subcommands: Any) -> None:
         help="run the HTTP API (reports, ingest, health, metrics)",
         description="Serve the HTTP API of system.md on STOREMON_API_HOST:STOREMON_API_PORT.",
     )
-    parser.add_argument("--loglevel", default=os.environ.get("STOREMON_LOG_LEVEL", "info"))
+    _add_loglevel(parser)
     parser.set_defaults(handler=_api)
 
 

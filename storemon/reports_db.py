@@ -10,13 +10,16 @@ A report moves from `Running` to `Complete` or `Failed`, never back: every
 update below is conditional on the row still being `Running`, so a late
 reporter cannot overwrite a report that timed out or was done by another.
 All timestamps are the database's clock (`now()`), so the timeout is judged
-against one clock whoever checks it.
+against one clock whoever checks it. Completing a report also counts its
+request-to-Complete time in `report_duration_buckets`, the histogram the API
+serves as storemon_report_duration_seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -38,6 +41,11 @@ TIMED_OUT = "timed out"
 REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
 #: Bytes per lowrite / loread call.
 CHUNK_BYTES = 1024 * 1024
+#: Upper bounds (seconds) of the report duration histogram's buckets, +Inf added.
+#: Reports take about half a second (BENCHMARKS.md) and time out after
+#: STOREMON_REPORT_TIMEOUT_S (300 by default). A bound added later starts at 0;
+#: the reports before it stay counted under the next bound up.
+REPORT_DURATION_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 _INV_WRITE = 0x20000
 _INV_READ = 0x40000
@@ -69,6 +77,16 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE INDEX IF NOT EXISTS reports_requested_at ON reports (requested_at);
 CREATE INDEX IF NOT EXISTS reports_running ON reports (requested_at) WHERE status = 'Running';
+-- Completed reports by seconds from request to Complete: a Prometheus histogram
+-- kept here rather than in a process, so every API replica serves the same counts,
+-- whichever reporter completed a report; kept apart from `reports`, so deleting
+-- reports never lowers a count. Not cumulative: a report of d seconds counts once,
+-- in the bucket with the smallest le >= d.
+CREATE TABLE IF NOT EXISTS report_duration_buckets (
+    le          double precision PRIMARY KEY,  -- upper bound, seconds; the last 'Infinity'
+    reports     bigint NOT NULL DEFAULT 0,
+    seconds_sum double precision NOT NULL DEFAULT 0
+);
 """
 
 
@@ -169,6 +187,11 @@ async def _ensure_schema(connection: asyncpg.Connection, schema: str) -> None:
             )
             await connection.execute(create)
         await connection.execute(_DDL)
+        await connection.execute(
+            "INSERT INTO report_duration_buckets (le) SELECT unnest($1::float8[])"
+            " ON CONFLICT DO NOTHING",
+            [*REPORT_DURATION_BUCKETS_S, math.inf],
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,6 +230,35 @@ async def count_by_status(connection: asyncpg.Connection) -> dict[str, int]:
     return {status: 0 for status in (RUNNING, COMPLETE, FAILED)} | {
         record["status"]: record["count"] for record in records
     }
+
+
+@dataclass(frozen=True)
+class DurationBucket:
+    """Completed reports whose request-to-Complete time was at most `le` seconds and more
+    than the previous bucket's `le`, and those times summed."""
+
+    le: float
+    reports: int
+    seconds_sum: float
+
+
+async def report_durations(connection: asyncpg.Connection) -> list[DurationBucket]:
+    """The report duration histogram's buckets, by increasing `le` (the last is +Inf)."""
+    records = await connection.fetch(
+        "SELECT le, reports, seconds_sum FROM report_duration_buckets ORDER BY le"
+    )
+    return [DurationBucket(**dict(record.items())) for record in records]
+
+
+#: Counts a report just marked Complete in its duration's bucket: finished_at is
+#: now(), the database's clock, like requested_at.
+_COUNT_REPORT_DURATION = """
+UPDATE report_duration_buckets AS bucket
+SET reports = bucket.reports + 1, seconds_sum = bucket.seconds_sum + report.seconds
+FROM (SELECT extract(epoch FROM finished_at - requested_at)::float8 AS seconds
+      FROM reports WHERE report_id = $1) AS report
+WHERE bucket.le = (SELECT min(le) FROM report_duration_buckets WHERE le >= report.seconds)
+"""
 
 
 async def start_attempt(connection: asyncpg.Connection, report_id: str) -> ReportRow | None:
@@ -252,6 +304,8 @@ async def complete_report(
             stored.lo_oid,
             state_offsets,
         )
+        # Last, so the bucket's row is locked only until the commit just after.
+        await connection.execute(_COUNT_REPORT_DURATION, report_id)
     return stored
 
 

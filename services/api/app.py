@@ -22,6 +22,7 @@ from storemon.api.errors import json_errors
 from storemon.api.metrics import Metrics, counting_middleware
 from storemon.api.producer import AsyncProducer
 from storemon.config import REPO_ROOT, Settings
+from storemon.logs import configure_logging
 
 log = logging.getLogger("storemon.api")
 
@@ -65,9 +66,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def run_api(settings: Settings, loglevel: str = "info") -> None:
     """Serve until SIGINT or SIGTERM."""
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(loglevel)
     log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
     web.run_app(
         create_app(settings),

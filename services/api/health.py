@@ -52,8 +52,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as connection:
         reports_by_status = await reports_db.count_by_status(connection)
+        report_durations = await reports_db.report_durations(connection)
     lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])
-    text = request.app[METRICS].render(reports_by_status, lag)
+    text = request.app[METRICS].render(reports_by_status, report_durations, lag)
     return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TEXT})
 
 

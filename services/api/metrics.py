@@ -1,8 +1,18 @@
-"""`GET /metrics`: the API's counters, reports by status and consumer lag, as Prometheus text."""
+"""`GET /metrics`: the API's counters, reports by status and duration, and consumer lag,
+as Prometheus text.
+
+Request and event counters are this process's own: with several API replicas,
+sum them. Reports (by status, and the request-to-Complete histogram) come from
+PostgreSQL and consumer lag from Kafka, so every replica serves the same figures:
+take one (max), not their sum. The duration histogram is counted in the database
+because no API process sees a report complete (a reporter does), and its counts
+live apart from the reports so that deleting reports never lowers them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -11,8 +21,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from confluent_kafka import KafkaException
 
+from storemon import metric_names as names
 from storemon.config import Settings
 from storemon.lag import PartitionLag, consumer_lag
+from storemon.reports_db import DurationBucket
 
 #: Consumer lag is read from the broker at most this often, however often it is scraped.
 LAG_MAX_AGE_S = 5.0
@@ -39,15 +51,20 @@ class Metrics:
             self._lag_read_at = time.monotonic()
         return self._lag
 
-    def render(self, reports_by_status: dict[str, int], lag: list[PartitionLag] | None) -> str:
+    def render(
+        self,
+        reports_by_status: dict[str, int],
+        report_durations: list[DurationBucket],
+        lag: list[PartitionLag] | None,
+    ) -> str:
         lines: list[str] = []
-        _family(lines, "storemon_http_requests_total", "counter", "HTTP requests answered.")
+        _family(lines, names.HTTP_REQUESTS, "counter", "HTTP requests answered.")
         for (method, route, status), count in sorted(self.requests.items()):
             labels = _labels(method=method, route=route, status=str(status))
-            lines.append(f"storemon_http_requests_total{labels} {count}")
+            lines.append(f"{names.HTTP_REQUESTS}{labels} {count}")
         _family(
             lines,
-            "storemon_http_request_duration_seconds",
+            names.HTTP_REQUEST_DURATION,
             "summary",
             "Time spent answering HTTP requests, per route.",
         )
@@ -56,20 +73,35 @@ class Metrics:
             answered[route] += count
         for route, seconds in sorted(self.seconds.items()):
             labels = _labels(route=route)
-            lines.append(f"storemon_http_request_duration_seconds_sum{labels} {seconds:.6f}")
-            lines.append(f"storemon_http_request_duration_seconds_count{labels} {answered[route]}")
-        _family(lines, "storemon_events_total", "counter", "Observations received on POST /events.")
+            lines.append(f"{names.HTTP_REQUEST_DURATION}_sum{labels} {seconds:.6f}")
+            lines.append(f"{names.HTTP_REQUEST_DURATION}_count{labels} {answered[route]}")
+        _family(lines, names.EVENTS, "counter", "Observations received on POST /events.")
         for outcome in ("accepted", "rejected"):
-            lines.append(f"storemon_events_total{_labels(outcome=outcome)} {self.events[outcome]}")
-        _family(lines, "storemon_reports", "gauge", "Reports in the database, by status.")
+            lines.append(f"{names.EVENTS}{_labels(outcome=outcome)} {self.events[outcome]}")
+        _family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
         for status, count in sorted(reports_by_status.items()):
-            lines.append(f"storemon_reports{_labels(status=status)} {count}")
-        _family(lines, "storemon_kafka_up", "gauge", "Whether consumer lag could be read.")
-        lines.append(f"storemon_kafka_up {0 if lag is None else 1}")
-        _family(lines, "storemon_consumer_lag", "gauge", "Records behind, per group and partition.")
+            lines.append(f"{names.REPORTS}{_labels(status=status)} {count}")
+        _family(
+            lines,
+            names.REPORT_DURATION,
+            "histogram",
+            "Seconds from a report's request to Complete, over every completed report.",
+        )
+        completed = 0
+        seconds_sum = 0.0
+        for bucket in report_durations:
+            completed += bucket.reports
+            seconds_sum += bucket.seconds_sum
+            le = "+Inf" if math.isinf(bucket.le) else repr(bucket.le)
+            lines.append(f"{names.REPORT_DURATION}_bucket{_labels(le=le)} {completed}")
+        lines.append(f"{names.REPORT_DURATION}_sum {seconds_sum:.6f}")
+        lines.append(f"{names.REPORT_DURATION}_count {completed}")
+        _family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
+        lines.append(f"{names.KAFKA_UP} {0 if lag is None else 1}")
+        _family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
         for row in lag or ():
             labels = _labels(group=row.group, topic=row.topic, partition=str(row.partition))
-            lines.append(f"storemon_consumer_lag{labels} {row.lag}")
+            lines.append(f"{names.CONSUMER_LAG}{labels} {row.lag}")
         return "\n".join(lines) + "\n"
 
 

@@ -93,12 +93,21 @@ async def trigger_report(request: web.Request) -> web.Response:
             topic, report_id.encode(), json.dumps(value, separators=(",", ":")).encode()
         )
     except DeliveryError as exc:
-        log.error("report request %s not delivered: %s", report_id, exc)
+        log.error(
+            "report request %s not delivered: %s", report_id, exc, extra={"report_id": report_id}
+        )
         async with pool.acquire() as connection:
             await reports_db.fail_report(connection, report_id, f"request not queued: {exc}")
         raise ApiError(
             503, "kafka_unavailable", "the report request could not be queued; try again"
         ) from None
+    # One line per report (not per status poll), to follow a report across the services.
+    log.info(
+        "report %s requested: %s",
+        report_id,
+        parameters or "every store, as of the latest poll",
+        extra={"report_id": report_id},
+    )
     status_url = f"/get_report?report_id={report_id}"
     return web.json_response(
         {"report_id": report_id, "status": RUNNING, "status_url": status_url},
@@ -241,7 +250,12 @@ async def _stream_csv(request: web.Request, row: ReportRow) -> web.StreamRespons
         except (asyncpg.PostgresError, OSError) as exc:
             # The headers are out: all that is left is to end the answer short of
             # its Content-Length, which the client sees as an incomplete download.
-            log.warning("streaming report %s stopped: %s", row.report_id, exc)
+            log.warning(
+                "streaming report %s stopped: %s",
+                row.report_id,
+                exc,
+                extra={"report_id": row.report_id},
+            )
             if request.transport is not None:
                 request.transport.close()
             return response

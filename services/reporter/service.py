@@ -157,7 +157,12 @@ class Reporter:
                 except DatabaseUnavailable as exc:
                     # Stopping before the outcome could be recorded: the offset stays
                     # uncommitted and the next reporter redoes the request.
-                    log.warning("stopped before answering offset %d: %s", message.offset(), exc)
+                    log.warning(
+                        "stopped before answering offset %d: %s",
+                        message.offset(),
+                        exc,
+                        extra=_report_context(message.key()),
+                    )
                     break
                 await asyncio.to_thread(self._commit, message)
         finally:
@@ -174,13 +179,23 @@ class Reporter:
         except KafkaException as exc:
             # E.g. the partition moved to another reporter meanwhile: it redoes
             # the request, finds the report done and skips it.
-            log.warning("could not commit report request offset %d: %s", message.offset(), exc)
+            log.warning(
+                "could not commit report request offset %d: %s",
+                message.offset(),
+                exc,
+                extra=_report_context(message.key()),
+            )
 
     async def _handle(self, message: Message) -> None:
         try:
             request = ReportRequest.from_value(message.value())
         except InvalidRequest as exc:
-            log.warning("invalid report request at offset %d: %s", message.offset(), exc.reason)
+            log.warning(
+                "invalid report request at offset %d: %s",
+                message.offset(),
+                exc.reason,
+                extra=_report_context(exc.report_id),
+            )
             if exc.report_id is not None:
                 invalid_id, reason = exc.report_id, f"invalid request: {exc.reason}"
                 await self._database(
@@ -196,7 +211,11 @@ class Reporter:
                 "starting the report",
             )
             if row is None:
-                log.info("report %s is not Running (done, failed or deleted): skipped", report_id)
+                log.info(
+                    "report %s is not Running (done, failed or deleted): skipped",
+                    report_id,
+                    extra=_report_context(report_id),
+                )
                 return
             await self._make_report(request)
         except Exception as exc:
@@ -205,7 +224,7 @@ class Reporter:
             # If this fails for another reason than an unreachable database, the
             # error ends the process before the offset is committed, and the
             # request is redone elsewhere.
-            log.exception("report %s failed", report_id)
+            log.exception("report %s failed", report_id, extra=_report_context(report_id))
             reason = _reason(exc)
             await self._database(
                 lambda connection: reports_db.fail_report(connection, report_id, reason),
@@ -272,8 +291,13 @@ class Reporter:
             ),
             "storing the report",
         )
+        context = _report_context(request.report_id)
         if stored is None:
-            log.info("report %s finished elsewhere meanwhile: result dropped", request.report_id)
+            log.info(
+                "report %s finished elsewhere meanwhile: result dropped",
+                request.report_id,
+                extra=context,
+            )
         else:
             log.info(
                 "report %s complete: %d stores, %d bytes, snapshot %.2f s, total %.2f s",
@@ -282,6 +306,7 @@ class Reporter:
                 stored.byte_size,
                 snapshot_s,
                 time.monotonic() - started,
+                extra=context,
             )
 
     async def _follow_state(self, stop: asyncio.Event) -> None:
@@ -308,13 +333,23 @@ class Reporter:
                     deleted = await reports_db.delete_older_than(
                         connection, self._settings.report_retention_days
                     )
-                if timed_out:
-                    log.warning("reports timed out: %s", ", ".join(timed_out))
+                for report_id in timed_out:
+                    log.warning("report %s timed out", report_id, extra=_report_context(report_id))
                 if deleted:
                     log.info("deleted %d reports past retention", deleted)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("housekeeping: %s", exc)
             await _wait(stop, every_s)
+
+
+def _report_context(report_id: str | bytes | None) -> dict[str, str]:
+    """`extra=` of a log line about one report: its id as a field of its own, when known.
+
+    A request's Kafka key is its report id, so a line about a request has it too.
+    """
+    if isinstance(report_id, bytes):
+        report_id = report_id.decode(errors="replace")
+    return {} if report_id is None else {"report_id": report_id}
 
 
 def _reason(error: Exception) -> str:

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from contextlib import asynccontextmanager
 
@@ -334,6 +335,29 @@ async def test_health_readiness_and_metrics(api):
     assert 'storemon_reports{status="Running"} 0' in text
     assert "storemon_kafka_up 1" in text
     assert "storemon_consumer_lag{" in text
+
+
+async def test_metrics_have_the_report_duration_histogram(api, pool):
+    async with pool.acquire() as connection:
+        report_id = reports_db.new_report_id()
+        await reports_db.insert_running(connection, report_id, {})
+        await connection.execute(
+            "UPDATE reports SET requested_at = now() - interval '3 seconds' WHERE report_id = $1",
+            report_id,
+        )
+        await reports_db.complete_report(
+            connection, report_id, b"csv\n", row_count=0, as_of=None, state_offsets={}
+        )
+    async with api() as client:
+        text = await (await client.get("/metrics")).text()
+    assert "# TYPE storemon_report_duration_seconds histogram" in text
+    assert 'storemon_report_duration_seconds_bucket{le="2.5"} 0' in text
+    assert 'storemon_report_duration_seconds_bucket{le="5.0"} 1' in text
+    assert 'storemon_report_duration_seconds_bucket{le="+Inf"} 1' in text
+    assert "storemon_report_duration_seconds_count 1" in text
+    (seconds,) = re.findall(r"^storemon_report_duration_seconds_sum (\S+)$", text, re.MULTILINE)
+    assert 3 <= float(seconds) <= 5
+    assert 'storemon_reports{status="Complete"} 1' in text
 
 
 async def test_readiness_fails_when_kafka_is_unreachable(api):

@@ -2,7 +2,9 @@
 
 import asyncio
 import hashlib
+import math
 import os
+from collections import Counter
 
 import asyncpg
 import pytest
@@ -159,3 +161,37 @@ async def test_reports_are_listed_newest_first_and_counted_by_status(pool):
             COMPLETE: 0,
             FAILED: 1,
         }
+
+
+async def test_completing_a_report_counts_its_duration_once_and_deleting_it_uncounts_nothing(pool):
+    bounds = [*reports_db.REPORT_DURATION_BUCKETS_S, math.inf]
+    async with pool.acquire() as connection:
+        empty = await reports_db.report_durations(connection)
+        assert [bucket.le for bucket in empty] == bounds
+        assert {(bucket.reports, bucket.seconds_sum) for bucket in empty} == {(0, 0.0)}
+        quick_id, slow_id, failed_id = [await new_report(connection) for _ in range(3)]
+        await connection.execute(
+            "UPDATE reports SET requested_at = now() - interval '42 seconds' WHERE report_id = $1",
+            slow_id,
+        )
+        for report_id in (quick_id, slow_id, quick_id):  # the second completion is refused
+            await reports_db.complete_report(
+                connection, report_id, b"csv\n", row_count=0, as_of=None, state_offsets={}
+            )
+        await reports_db.fail_report(connection, failed_id, "no state")
+        rows = {row.report_id: row for row in await reports_db.list_reports(connection, 10)}
+        durations = [
+            (rows[report_id].finished_at - rows[report_id].requested_at).total_seconds()
+            for report_id in (quick_id, slow_id)
+        ]
+        assert 42 <= durations[1] <= 60
+        counted = await reports_db.report_durations(connection)
+        assert {bucket.le: bucket.reports for bucket in counted if bucket.reports} == Counter(
+            min(le for le in bounds if le >= seconds) for seconds in durations
+        )
+        assert sum(bucket.seconds_sum for bucket in counted) == pytest.approx(sum(durations))
+        # Deleted reports stay counted, so the histogram never goes down.
+        assert await reports_db.delete_report(connection, slow_id)
+        await connection.execute("UPDATE reports SET requested_at = now() - interval '31 days'")
+        assert await reports_db.delete_older_than(connection, 30) == 2
+        assert await reports_db.report_durations(connection) == counted

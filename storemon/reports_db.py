@@ -90,6 +90,26 @@ CREATE TABLE IF NOT EXISTS report_duration_buckets (
 """
 
 
+#: What a refused, lost or shutting-down connection raises: the server is away, not
+#: the query wrong. OSError covers refused and reset connections and timeouts.
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot be reached (so the work may be retried)."""
+    if isinstance(error, asyncpg.InterfaceError) and error.__context__ is not None:
+        # E.g. a transaction's rollback on the connection the server just closed:
+        # what counts is why it was closed.
+        error = error.__context__
+    return isinstance(error, _UNAVAILABLE)
+
+
 def new_report_id() -> str:
     return secrets.token_hex(16)
 

@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from storemon import reports_db
+
 log = logging.getLogger("storemon.api")
 
 #: Codes of the errors aiohttp itself raises (no route, wrong method, body too big).
@@ -19,6 +21,10 @@ _CODE_OF_STATUS = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+#: What a 503 for an unreachable database suggests waiting (Retry-After, seconds).
+DATABASE_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -58,6 +64,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(
             exc.status, _CODE_OF_STATUS.get(exc.status, "http_error"), message or "", headers
         )
-    except Exception:
+    except Exception as exc:
+        if reports_db.is_unavailable(exc):
+            log.warning("%s %s: database unreachable: %s", request.method, request.path, exc)
+            return error_response(
+                503,
+                "database_unavailable",
+                "the database cannot be reached; try again shortly",
+                {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            )
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal", "internal error (details are in the server log)")

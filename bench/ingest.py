@@ -30,7 +30,13 @@ STOREMON = [sys.executable, "-m", "storemon.cli"]
 
 
 def run_env(prefix: str) -> dict[str, str]:
-    return {**os.environ, "STOREMON_TOPIC_PREFIX": prefix, "STOREMON_LOG_LEVEL": "warning"}
+    return {
+        **os.environ,
+        "STOREMON_TOPIC_PREFIX": prefix,
+        "STOREMON_LOG_LEVEL": "warning",
+        # Several workers on one host: no /metrics port to share.
+        "STOREMON_WORKER_METRICS_PORT": "0",
+    }
 
 
 def generate(directory: Path, stores: int) -> Path:

@@ -16,6 +16,7 @@ DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = "postgresql://storemon@127.0.0.1:55432/storemon"
 DEFAULT_API_PORT = 8080
 DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_WORKER_METRICS_PORT = 9101
 DEFAULT_DB_SCHEMA = "public"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_REPORT_TIMEOUT_S = 300
@@ -60,6 +61,8 @@ class Settings:
     report_timeout_s: int = DEFAULT_REPORT_TIMEOUT_S
     #: Reports requested longer ago than this are deleted with their CSV.
     report_retention_days: int = DEFAULT_REPORT_RETENTION_DAYS
+    #: Where a worker serves /metrics (on api_host); 0: it serves none.
+    worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +83,9 @@ class Settings:
             report_timeout_s=_env_int("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S),
             report_retention_days=_env_int(
                 "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS
+            ),
+            worker_metrics_port=_env_int(
+                "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT
             ),
         )
 

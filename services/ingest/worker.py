@@ -17,9 +17,11 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from storemon import config, events
+from storemon import config, events, prometheus
 from storemon.config import Settings
+from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs import RowError
+from storemon.logs import faust_worker
 from storemon.state import (
     ACTIVE,
     DAY_US,
@@ -110,7 +112,10 @@ def create_app(settings: Settings) -> faust.App:
         # standby copies of another worker's partitions.
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        web_enabled=False,
+        # Faust's web server serves /metrics only (STOREMON_WORKER_METRICS_PORT, 0: none).
+        web_enabled=settings.worker_metrics_port > 0,
+        web_bind=settings.api_host,
+        web_port=settings.worker_metrics_port or None,
         # Throughput: bigger fetches, stream buffers and produce batches than
         # Faust's defaults (1 MiB, 4096 events, 16 KiB), measured in bench/.
         consumer_max_fetch_size=8 * 1024 * 1024,
@@ -126,6 +131,7 @@ def create_app(settings: Settings) -> faust.App:
     zones_topic = app.topic(settings.topic(config.TOPIC_TIMEZONES), **raw)
     dlq_topic = app.topic(settings.topic(config.TOPIC_STATUS_DLQ), **raw)
     index = EvictionIndex()
+    metrics = WorkerMetrics()
 
     async def index_recovered_observation(event: EventT) -> None:
         value = event.message.value
@@ -146,8 +152,14 @@ def create_app(settings: Settings) -> faust.App:
         """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
         message = event.message
         log.warning(
-            "rejected %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
+            "rejected %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            error,
+            extra={"store_id": (message.key or b"").decode(errors="replace")},
         )
+        metrics.rejected(message.topic, error.field)
         await dlq_topic.send(
             key=message.key,
             value=events.dlq_record(
@@ -169,6 +181,7 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             for error, raw_entry in batch.rejected:
                 await reject(event, error, raw_entry)
+            metrics.accepted(event.message.topic, len(batch.observations))
             partition = event.message.partition
             cutoff = index.cutoff_us(partition)
             # The batch's polls by day; in record order, so a later entry wins.
@@ -205,15 +218,24 @@ def create_app(settings: Settings) -> faust.App:
                     table.pop(store_id.encode(), None)
                 else:
                     table[store_id.encode()] = value
+                metrics.accepted(event.message.topic)
 
         app.agent(topic, name=f"absorb_{table.name}")(absorb)
 
     keep_latest_per_store(hours_topic, schedules, _canonical_schedule)
     keep_latest_per_store(zones_topic, zones, _canonical_zone)
+
+    @app.page("/metrics")
+    async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        greatest_event_time_us = max(index.max_timestamp_us.values(), default=None)
+        return web.text(
+            metrics.render(observations.items(), greatest_event_time_us),
+            headers={"Content-Type": prometheus.CONTENT_TYPE},
+        )
+
     return app
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run one worker until SIGINT/SIGTERM."""
-    app = create_app(settings)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    """Run one worker until SIGINT/SIGTERM, logging JSON lines (storemon/logs.py)."""
+    faust_worker(create_app(settings), loglevel).execute_from_commandline()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,14 +24,23 @@ T = TypeVar("T")
 STOREMON = [sys.executable, "-m", "storemon.cli"]
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         STOREMON_TOPIC_PREFIX=prefix,
         STOREMON_TOPIC_PARTITIONS="4",
-        **extra,
+        # Tests run several workers on one host: /metrics only where a test asks.
+        STOREMON_WORKER_METRICS_PORT="0",
     )
+    env.update(extra)
     return env
 
 

@@ -2,6 +2,7 @@
 
 import json
 import random
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState
@@ -9,13 +10,14 @@ from confluent_kafka.admin import AdminClient
 
 from storemon import events
 from storemon.inputs import HoursRow, Observation
-from storemon.kafka import make_producer
+from storemon.kafka import ensure_topics, make_producer
 from storemon.state import HORIZON_US, worker_app_id
 
 from .services import (
     ServiceProcess,
     StateProbe,
     expected_view,
+    free_port,
     produce_observations,
     service_env,
     settings_for,
@@ -245,3 +247,66 @@ def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment
     for letter in received.values():
         assert letter["source"].startswith(status_topic)
         assert letter["raw"] and letter["rejected_at"]
+
+
+def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    port = free_port()
+    env = service_env(kafka_bootstrap, topic_prefix, STOREMON_WORKER_METRICS_PORT=str(port))
+    first, second = "2023-01-18T00:00:00Z", "2023-01-18T01:00:00Z"
+    batch = events.encode_observation_batch("b1", [(first, True), (second, True)])
+    # The same poll again, corrected (the later entry wins), and one entry that is wrong.
+    corrected = json.dumps(
+        {
+            "store_id": "b1",
+            "observations": [
+                {"timestamp_utc": first, "status": "inactive"},
+                {"timestamp_utc": second, "status": "up"},
+            ],
+        }
+    ).encode()
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    for value in (batch, corrected):
+        producer.produce(settings.topic("store-status"), value, b"b1")
+    assert producer.flush(30) == 0
+    probe = StateProbe(settings)
+    worker = ServiceProcess(["worker"], env, tmp_path, "worker")
+    try:
+        expected = {"b1": {1_674_000_000_000_000: False, 1_674_003_600_000_000: True}}
+        wait_until(
+            lambda: probe.view().observations == expected, 120, "the batch", worker.log_tail()
+        )
+
+        def metrics() -> str | None:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return answer.read().decode()
+            except OSError:
+                return None
+
+        status_topic = settings.topic("store-status")
+        text = wait_until(
+            lambda: (m := metrics()) and "storemon_worker_observations 2" in m and m,
+            60,
+            "the worker's /metrics",
+            worker.log_tail(),
+        )
+        assert (
+            f'storemon_worker_events_total{{topic="{status_topic}",outcome="accepted"}} 3' in text
+        )
+        assert (
+            f'storemon_worker_events_total{{topic="{status_topic}",outcome="rejected"}} 1' in text
+        )
+        assert (
+            f'storemon_worker_rejected_total{{topic="{status_topic}",'
+            'field="observations.status"} 1' in text
+        )
+        assert "storemon_worker_stores 1" in text
+        assert "storemon_worker_greatest_event_time_seconds 1674003600.000000" in text
+    finally:
+        worker.stop()
+        probe.close()

@@ -1,0 +1,65 @@
+"""The worker's `GET /metrics` (Prometheus text): what it accepted and rejected, and
+the size of the state of the partitions it owns.
+
+Counters are this process's own since it started; with several workers, sum
+them. State figures cover only the partitions this worker holds now, so the
+sum over workers is the whole state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from storemon import metric_names as names
+from storemon.prometheus import family, labels
+from storemon.state import POLL_BYTES, split_observation_day_key
+
+#: `observations.17.status` -> `observations.status`: one label value per field, not per entry.
+_ENTRY_INDEX = re.compile(r"\.\d+")
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        #: (topic, "accepted" / "rejected") -> polls, schedules or zones
+        self.events: Counter[tuple[str, str]] = Counter()
+        #: (topic, field blamed) -> rejections
+        self.rejections: Counter[tuple[str, str]] = Counter()
+
+    def accepted(self, topic: str, count: int = 1) -> None:
+        self.events[(topic, "accepted")] += count
+
+    def rejected(self, topic: str, field: str) -> None:
+        self.events[(topic, "rejected")] += 1
+        self.rejections[(topic, _ENTRY_INDEX.sub("", field) or "(record)")] += 1
+
+    def render(
+        self, observation_days: Iterable[tuple[bytes, bytes]], greatest_event_time_us: int | None
+    ) -> str:
+        """The exposition, given the (key, value) items of the observations table held here."""
+        stores: set[str] = set()
+        polls = 0
+        for key, value in observation_days:
+            stores.add(split_observation_day_key(key)[0])
+            polls += len(value) // POLL_BYTES
+        lines: list[str] = []
+        family(lines, names.WORKER_EVENTS, "counter", "Records (polls: batch entries) consumed.")
+        for (topic, outcome), count in sorted(self.events.items()):
+            lines.append(f"{names.WORKER_EVENTS}{labels(topic=topic, outcome=outcome)} {count}")
+        family(lines, names.WORKER_REJECTED, "counter", "Rejections sent to the dead-letter topic.")
+        for (topic, field), count in sorted(self.rejections.items()):
+            lines.append(f"{names.WORKER_REJECTED}{labels(topic=topic, field=field)} {count}")
+        family(lines, names.WORKER_STORES, "gauge", "Stores with polls in this worker's state.")
+        lines.append(f"{names.WORKER_STORES} {len(stores)}")
+        family(lines, names.WORKER_OBSERVATIONS, "gauge", "Polls in this worker's state.")
+        lines.append(f"{names.WORKER_OBSERVATIONS} {polls}")
+        if greatest_event_time_us is not None:
+            family(
+                lines,
+                names.WORKER_GREATEST_EVENT_TIME,
+                "gauge",
+                "Greatest poll time seen on this worker's partitions (Unix seconds).",
+            )
+            lines.append(f"{names.WORKER_GREATEST_EVENT_TIME} {greatest_event_time_us / 1e6:.6f}")
+        return "\n".join(lines) + "\n"

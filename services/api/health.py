@@ -8,13 +8,12 @@ import asyncpg
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from storemon import config, reports_db
+from storemon import config, prometheus, reports_db
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import error_response
 
 #: How long readiness waits for each server.
 READY_TIMEOUT_S = 3.0
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -55,7 +54,7 @@ async def metrics(request: web.Request) -> web.Response:
         report_durations = await reports_db.report_durations(connection)
     lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])
     text = request.app[METRICS].render(reports_by_status, report_durations, lag)
-    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TEXT})
+    return web.Response(body=text.encode(), headers={"Content-Type": prometheus.CONTENT_TYPE})
 
 
 def add_routes(app: web.Application) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,6 +23,8 @@ from confluent_kafka import KafkaException
 from storemon import metric_names as names
 from storemon.config import Settings
 from storemon.lag import PartitionLag, consumer_lag
+from storemon.prometheus import family
+from storemon.prometheus import labels as prom_labels
 from storemon.reports_db import DurationBucket
 
 #: Consumer lag is read from the broker at most this often, however often it is scraped.
@@ -58,11 +59,11 @@ class Metrics:
         lag: list[PartitionLag] | None,
     ) -> str:
         lines: list[str] = []
-        _family(lines, names.HTTP_REQUESTS, "counter", "HTTP requests answered.")
+        family(lines, names.HTTP_REQUESTS, "counter", "HTTP requests answered.")
         for (method, route, status), count in sorted(self.requests.items()):
-            labels = _labels(method=method, route=route, status=str(status))
+            labels = prom_labels(method=method, route=route, status=str(status))
             lines.append(f"{names.HTTP_REQUESTS}{labels} {count}")
-        _family(
+        family(
             lines,
             names.HTTP_REQUEST_DURATION,
             "summary",
@@ -72,16 +73,16 @@ class Metrics:
         for (_, route, _), count in self.requests.items():
             answered[route] += count
         for route, seconds in sorted(self.seconds.items()):
-            labels = _labels(route=route)
+            labels = prom_labels(route=route)
             lines.append(f"{names.HTTP_REQUEST_DURATION}_sum{labels} {seconds:.6f}")
             lines.append(f"{names.HTTP_REQUEST_DURATION}_count{labels} {answered[route]}")
-        _family(lines, names.EVENTS, "counter", "Observations received on POST /events.")
+        family(lines, names.EVENTS, "counter", "Observations received on POST /events.")
         for outcome in ("accepted", "rejected"):
-            lines.append(f"{names.EVENTS}{_labels(outcome=outcome)} {self.events[outcome]}")
-        _family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
+            lines.append(f"{names.EVENTS}{prom_labels(outcome=outcome)} {self.events[outcome]}")
+        family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
         for status, count in sorted(reports_by_status.items()):
-            lines.append(f"{names.REPORTS}{_labels(status=status)} {count}")
-        _family(
+            lines.append(f"{names.REPORTS}{prom_labels(status=status)} {count}")
+        family(
             lines,
             names.REPORT_DURATION,
             "histogram",
@@ -93,30 +94,16 @@ class Metrics:
             completed += bucket.reports
             seconds_sum += bucket.seconds_sum
             le = "+Inf" if math.isinf(bucket.le) else repr(bucket.le)
-            lines.append(f"{names.REPORT_DURATION}_bucket{_labels(le=le)} {completed}")
+            lines.append(f"{names.REPORT_DURATION}_bucket{prom_labels(le=le)} {completed}")
         lines.append(f"{names.REPORT_DURATION}_sum {seconds_sum:.6f}")
         lines.append(f"{names.REPORT_DURATION}_count {completed}")
-        _family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
+        family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
         lines.append(f"{names.KAFKA_UP} {0 if lag is None else 1}")
-        _family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
+        family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
         for row in lag or ():
-            labels = _labels(group=row.group, topic=row.topic, partition=str(row.partition))
+            labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
             lines.append(f"{names.CONSUMER_LAG}{labels} {row.lag}")
         return "\n".join(lines) + "\n"
-
-
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    pairs: Iterable[str] = (f'{name}="{_escape(value)}"' for name, value in labels.items())
-    return "{" + ",".join(pairs) + "}"
 
 
 def counting_middleware(metrics: Metrics) -> web.middleware:

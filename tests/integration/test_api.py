@@ -269,8 +269,13 @@ async def test_events_produce_valid_rows_and_dead_letter_the_others(api, report_
         (1, None, "x"),
         (2, None, "(record)"),
     ]
-    accepted = read_topic(report_settings, config.TOPIC_STATUS, 3)
-    assert sorted((key, value["status"], value["timestamp_utc"]) for key, value in accepted) == [
+    # One batch record per store and request (schemas/status-batch.schema.json).
+    accepted = [
+        (key, poll)
+        for key, value in read_topic(report_settings, config.TOPIC_STATUS, 3)
+        for poll in value["observations"]
+    ]
+    assert sorted((key, poll["status"], poll["timestamp_utc"]) for key, poll in accepted) == [
         (b"s1", "active", "2023-01-25T18:00:00.000000Z"),
         (b"s2", "inactive", "2023-01-25T18:00:00.500000Z"),
         (b"s4", "active", "2023-01-25T18:00:00.000000Z"),

@@ -7,7 +7,8 @@
 #   deploy/local/kafka.sh stop     # SIGTERM, then SIGKILL after a timeout
 #   deploy/local/kafka.sh status   # 0 = running and answering
 #
-# Listens on 127.0.0.1:19092 (clients) and 127.0.0.1:19093 (controller).
+# Listens on 127.0.0.1:19092 (clients) and 127.0.0.1:19093 (controller), or
+# $STOREMON_KAFKA_PORT and $STOREMON_KAFKA_CONTROLLER_PORT.
 # Everything lives in $STOREMON_STATE_DIR/kafka (default <repo>/.state/kafka).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -133,10 +134,10 @@ broker_pids() {
     {
         if [[ -f $PID_FILE ]]; then
             pid="$(cat "$PID_FILE")"
-            pid_matches "$pid" "$SERVER_PROPS" && echo "$pid"
+            if pid_matches "$pid" "$SERVER_PROPS"; then echo "$pid"; fi
         fi
         for pid in $(pgrep -f 'kafka\.Kafka' || true); do
-            pid_matches "$pid" "kafka.Kafka $SERVER_PROPS" && echo "$pid"
+            if pid_matches "$pid" "kafka.Kafka $SERVER_PROPS"; then echo "$pid"; fi
         done
     } | sort -u
 }

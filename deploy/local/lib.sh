@@ -2,7 +2,9 @@
 #
 # Everything the local servers need (downloads, data, logs, pid files) lives
 # under one gitignored state folder, so `rm -rf .state` is a full reset.
-# Ports mirror the defaults in storemon/config.py; keep them in sync.
+# Ports mirror the defaults in storemon/config.py; keep them in sync. Each can
+# be moved by the environment (with STOREMON_STATE_DIR, a second, private set
+# of servers next to the usual one: the fault tests start and stop their own).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE_DIR="${STOREMON_STATE_DIR:-$REPO_ROOT/.state}"
@@ -10,10 +12,10 @@ mkdir -p "$STATE_DIR"
 STATE_DIR="$(cd "$STATE_DIR" && pwd)"
 
 KAFKA_HOST=127.0.0.1
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
+KAFKA_PORT="${STOREMON_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${STOREMON_KAFKA_CONTROLLER_PORT:-19093}"
 PG_HOST=127.0.0.1
-PG_PORT=55432
+PG_PORT="${STOREMON_PG_PORT:-55432}"
 
 log() { printf '%s\n' "[$(basename "$0" .sh)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -25,7 +27,10 @@ port_open() {
 }
 
 # True when $1 is a live process whose command line contains $2 (guards
-# against a stale pid file whose pid was reused by something else).
+# against a stale pid file whose pid was reused by something else). Test it
+# with `if`, not as `pid_matches ... && echo` at the end of a pipeline's
+# stage: under pipefail a last non-matching pid would fail the whole listing
+# (and, with set -e, end the script without a word).
 pid_matches() {
     local pid=$1 needle=$2
     [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1

@@ -6,8 +6,9 @@
 #   deploy/local/postgres.sh stop     # fast shutdown, then harder if needed
 #   deploy/local/postgres.sh status   # 0 = running and answering
 #
-# Listens on 127.0.0.1:55432 only (plus a unix socket in the state folder),
-# trust auth; role and database `storemon`. Data in $STOREMON_STATE_DIR/postgres.
+# Listens on 127.0.0.1:55432 (or $STOREMON_PG_PORT) only (plus a unix socket in
+# the state folder), trust auth; role and database `storemon`. Data in
+# $STOREMON_STATE_DIR/postgres.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -134,10 +135,10 @@ server_pids() {
     {
         if [[ -f $DATA_DIR/postmaster.pid ]]; then
             pid="$(head -n 1 "$DATA_DIR/postmaster.pid")"
-            pid_matches "$pid" "$DATA_DIR" && echo "$pid"
+            if pid_matches "$pid" "$DATA_DIR"; then echo "$pid"; fi
         fi
         for pid in $(pgrep -f -- "-D $DATA_DIR" || true); do
-            pid_matches "$pid" "-D $DATA_DIR" && echo "$pid"
+            if pid_matches "$pid" "-D $DATA_DIR"; then echo "$pid"; fi
         done
     } | sort -u
 }

@@ -6,159 +6,41 @@ HTTP and must equal, byte for byte, `storemon report-csv` on the same files.
 """
 
 import asyncio
-import dataclasses
 import hashlib
 import json
-import socket
-import subprocess
-import urllib.request
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from storemon import config, generator
-from storemon.config import Settings
+from storemon import config
 from storemon.kafka import make_producer
 from storemon.lag import consumer_lag, reporter_group
 
-from .conftest import drop_report_schema
-from .services import STOREMON, ServiceProcess, service_env, settings_for, wait_until, worker_lag
+from .services import wait_until
+from .stack import Stack, completed, data_arguments, eventually, report_json, trigger
 
 STORES = 200
-#: How long a report may take here, from trigger to Complete.
-REPORT_DEADLINE_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    settings: Settings
-    env: dict[str, str]
-    log_dir: Path
-    api_url: str
-    expected_csv: bytes
-    processes: dict[str, ServiceProcess]
-
-    def start(self, name: str, command: str) -> ServiceProcess:
-        self.processes[name] = ServiceProcess([command], self.env, self.log_dir, name)
-        return self.processes[name]
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{p.log_tail(15)}" for name, p in self.processes.items())
-
-
-def _run(command: list[str], env: dict[str, str]) -> bytes:
-    done = subprocess.run([*STOREMON, *command], env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout
-
-
-async def _drop_schema(settings: Settings) -> None:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        await drop_report_schema(connection, settings.db_schema)
-    finally:
-        await connection.close()
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory):
     """The whole stack on fresh topics and a fresh schema, the worker caught up."""
-    prefix = f"t-{uuid.uuid4().hex[:8]}-"
-    settings = dataclasses.replace(
-        settings_for(kafka_bootstrap, prefix),
-        database_url=postgres_dsn,
-        db_schema=f"t_{uuid.uuid4().hex[:12]}",
+    running = Stack.create(
+        kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("e2e"), stores=STORES, seed=11
     )
-    port = free_port()
-    env = service_env(
-        kafka_bootstrap,
-        prefix,
-        DATABASE_URL=postgres_dsn,
-        STOREMON_DB_SCHEMA=settings.db_schema,
-        STOREMON_API_HOST="127.0.0.1",
-        STOREMON_API_PORT=str(port),
-    )
-    log_dir = tmp_path_factory.mktemp("e2e-logs")
-    data = generator.generate_dataset(tmp_path_factory.mktemp("e2e-data"), stores=STORES, seed=11)
-    files = [
-        *("--status", str(data.status_path)),
-        *("--hours", str(data.hours_path)),
-        *("--timezones", str(data.timezones_path)),
-    ]
-    _run(["load", "--no-progress", *files], env)
-    expected_csv = _run(["report-csv", *files], env)
-    running = Stack(settings, env, log_dir, f"http://127.0.0.1:{port}", expected_csv, {})
+    running.storemon("load", "--no-progress", *data_arguments(running.data))
     try:
-        for name in ("worker", "reporter", "api"):
-            running.start(name, name)
-        wait_until(lambda: worker_lag(settings) == 0, 120, "the worker to catch up", running.logs())
-        wait_until(lambda: _ready(running.api_url), 60, "the API to be ready", running.logs())
+        running.start_services()
         yield running
     finally:
-        for process in running.processes.values():
-            process.stop()
-        asyncio.run(_drop_schema(settings))
-
-
-def _ready(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/readyz", timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
+        running.close()
 
 
 @pytest.fixture
 async def http(stack):
     async with aiohttp.ClientSession(stack.api_url) as session:
         yield session
-
-
-async def eventually(probe: Callable[[], Awaitable], timeout: float, what: str, stack: Stack):
-    """Poll `probe` until it returns something truthy, for at most `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
-        await asyncio.sleep(0.1)
-
-
-async def trigger(http: aiohttp.ClientSession, **body) -> str:
-    async with http.post("/trigger_report", json=body or None) as response:
-        assert response.status == 202, await response.text()
-        return (await response.json())["report_id"]
-
-
-async def report_json(http: aiohttp.ClientSession, report_id: str) -> dict:
-    async with http.get(
-        "/get_report", params={"report_id": report_id}, headers={"Accept": "application/json"}
-    ) as response:
-        assert response.status == 200, await response.text()
-        return await response.json()
-
-
-async def completed(http, report_id: str, stack: Stack) -> dict:
-    async def complete():
-        report = await report_json(http, report_id)
-        assert report["status"] != "Failed", report
-        return report if report["status"] == "Complete" else None
-
-    return await eventually(complete, REPORT_DEADLINE_S, f"report {report_id}", stack)
 
 
 async def test_a_report_over_http_is_byte_for_byte_the_offline_report(stack, http):

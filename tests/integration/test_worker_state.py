@@ -46,7 +46,9 @@ def hourly_polls(stores: int, hours: int, seed: int) -> list[Observation]:
 def deployment(kafka_bootstrap, topic_prefix, tmp_path):
     """Settings, a way to start workers, and a state probe, for one fresh prefix."""
     settings = settings_for(kafka_bootstrap, topic_prefix)
-    env = service_env(kafka_bootstrap, topic_prefix)
+    # A killed worker's partitions move once its group session expires: 10 s, not
+    # Faust's 60 s, keeps the crash test short.
+    env = service_env(kafka_bootstrap, topic_prefix, BROKER_SESSION_TIMEOUT="10")
     workers: list[ServiceProcess] = []
     probe = StateProbe(settings)
 

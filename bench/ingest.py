@@ -1,6 +1,6 @@
 """Ingest benchmark: `storemon load` rows/s, and Faust workers absorbing polls until lag is zero.
 
-    python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR]
+    python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR] [--single-polls]
 
 (`--workers 0` measures the load alone.)
 
@@ -23,7 +23,10 @@ from pathlib import Path
 
 import psutil
 
+from storemon import config, events, inputs
 from storemon.config import Settings
+from storemon.inputs import Observation
+from storemon.kafka import make_producer
 from storemon.lag import consumer_lag
 
 STOREMON = [sys.executable, "-m", "storemon.cli"]
@@ -71,6 +74,44 @@ def load(data: Path, prefix: str) -> tuple[int, float]:
     line = next(line for line in run.stderr.splitlines() if "store_status.csv:" in line)
     polls = int(line.split(" rows,")[0].rsplit(" ", 1)[-1])
     return polls, elapsed
+
+
+def produce_single_polls(data: Path, prefix: str) -> int:
+    """Every poll as a record of its own (schemas/status-observation), the way a
+    producer polling one store at a time sends them; hours and zones as `load` does."""
+    subprocess.run(
+        [
+            *STOREMON,
+            "load",
+            "--no-progress",
+            "--hours",
+            str(data / "menu_hours.csv"),
+            "--timezones",
+            str(data / "timezones.csv"),
+        ],
+        env=run_env(prefix),
+        capture_output=True,
+        check=True,
+    )
+    settings = replace(Settings.from_env(), topic_prefix=prefix)
+    polls = inputs.read_status_csv(data / "store_status.csv").data
+    producer = make_producer(settings)
+    topic = settings.topic(config.TOPIC_STATUS)
+    for index, timestamp_us, active in zip(
+        polls.store_index.tolist(), polls.timestamp_us.tolist(), polls.active.tolist(), strict=True
+    ):
+        store = polls.store_ids[index]
+        status = "active" if active else "inactive"
+        value = events.encode_observation(Observation(store, timestamp_us, status))
+        while True:
+            try:
+                producer.produce(topic, value, store.encode())
+                break
+            except BufferError:  # local queue full: let deliveries drain it
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("polls still undelivered after 120 s")
+    return len(polls.timestamp_us)
 
 
 def absorb(prefix: str, workers: int, polls: int) -> tuple[float, float, int]:
@@ -126,17 +167,26 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--data", type=Path, help="an existing `storemon generate` folder")
+    parser.add_argument(
+        "--single-polls",
+        action="store_true",
+        help="one record per poll instead of `storemon load`'s batches of a store's polls",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or generate(Path(scratch), args.stores)
         for workers in args.workers:
             prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-            polls, load_s = load(data, prefix)
-            print(
-                f"load: {polls} polls in {load_s:.1f} s = {polls / load_s:,.0f} rows/s "
-                "(CSV parsing, validation, confirmed delivery)",
-                flush=True,
-            )
+            if args.single_polls:
+                polls = produce_single_polls(data, prefix)
+                print(f"produced {polls} polls, one record each", flush=True)
+            else:
+                polls, load_s = load(data, prefix)
+                print(
+                    f"load: {polls} polls in {load_s:.1f} s = {polls / load_s:,.0f} rows/s "
+                    "(CSV parsing, validation, confirmed delivery)",
+                    flush=True,
+                )
             if workers == 0:  # --workers 0: the load alone
                 continue
             total_s, rate, rss = absorb(prefix, workers, polls)

@@ -5,6 +5,9 @@ Each object has `ts` (ISO-8601, UTC, milliseconds), `level`, `logger` and
 `store_id`, ...), and `exc_info` (the formatted traceback) when an exception is
 logged. A log shipper can then index every field without parsing rules, and a
 traceback stays inside its record instead of spilling over several lines.
+asyncpg's pool logs its exceptions as `error` ("Type: message") instead: it warns
+each time it fails to reconnect while the database is down, and the traceback of
+a refused connection says no more than its error.
 
 The level comes from `--loglevel`, whose default is `STOREMON_LOG_LEVEL`.
 """
@@ -64,6 +67,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ErrorWithoutTraceback(logging.Filter):
+    """Records of the `name` logger and its children keep their exception as `error`
+    ("Type: message"), without the traceback; every record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and super().filter(record):
+            text = str(error)
+            record.error = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` sending records at `level` and above to stderr as JSON."""
     return {
@@ -71,10 +88,12 @@ def logging_config(level: str) -> dict[str, Any]:
         # Module loggers are created at import, before this runs: keep them.
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"asyncpg_pool": {"()": ErrorWithoutTraceback, "name": "asyncpg.pool"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
+                "filters": ["asyncpg_pool"],
                 "stream": "ext://sys.stderr",
             }
         },

@@ -92,12 +92,25 @@ CREATE TABLE IF NOT EXISTS report_duration_buckets (
 
 #: What a refused, lost or shutting-down connection raises: the server is away, not
 #: the query wrong. OSError covers refused and reset connections and timeouts.
+#:
+#: InternalClientError is asyncpg's protocol out of step with the server. A server
+#: restart does that to a pooled connection that was idle: the loop reads the
+#: server's farewell (an error no query asked for) on one turn and the connection's
+#: end only on a later one, and in between the pool still hands the connection out;
+#: its first query then fails with "cannot switch to state ...; another operation
+#: (2) is in progress". A process frozen or busy while the server stopped meets this
+#: on its first query. Such an error is never the query's fault (that is a
+#: PostgresError, or an InterfaceError such as DataError for bad arguments), and the
+#: connection is not used again (closed once its end is read, or terminated by the
+#: pool when its reset on release fails), so the work tried again gets a fresh
+#: connection, which finds out whether the server is there.
 _UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
 )
 
 

@@ -24,7 +24,11 @@ async def _postgres_check(request: web.Request) -> str:
     try:
         async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as connection:
             await connection.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+    except Exception as exc:
+        # Any error of the server's, or any meaning it cannot be reached (OSError
+        # covers timeouts), such as a pooled connection its restart broke.
+        if not (isinstance(exc, asyncpg.PostgresError) or reports_db.is_unavailable(exc)):
+            raise
         return f"unreachable: {exc or type(exc).__name__}"
     return "ok"
 

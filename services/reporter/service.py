@@ -261,7 +261,7 @@ class Reporter:
                     what,
                     attempt,
                     pause,
-                    exc,
+                    _reason(exc),
                 )
             await _wait(self._stop, pause)
             pause = min(2 * pause, _DB_MAX_PAUSE_S)
@@ -337,8 +337,15 @@ class Reporter:
                     log.warning("report %s timed out", report_id, extra=_report_context(report_id))
                 if deleted:
                     log.info("deleted %d reports past retention", deleted)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("housekeeping: %s", exc)
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # A pooled connection a server restart broke (reports_db.is_unavailable):
+                # without it here, housekeeping would end for good at the restart.
+                asyncpg.InternalClientError,
+            ) as exc:
+                log.warning("housekeeping: %s", _reason(exc))
             await _wait(stop, every_s)
 
 

@@ -123,3 +123,23 @@ def test_an_exception_logs_its_traceback_inside_the_one_json_line(capsys):
     assert traceback.startswith("Traceback (most recent call last):")
     assert "in fail_to_make_the_report" in traceback
     assert traceback.endswith("ValueError: no state for store s1\nsecond line of the message")
+
+
+def test_asyncpg_pool_errors_are_one_field_without_the_traceback(capsys):
+    configure_logging("info")
+    for logger in ("asyncpg.pool", "storemon.reporter"):
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        except ConnectionRefusedError:
+            logging.getLogger(logger).warning("failed to reconnect; retrying", exc_info=True)
+    pool, reporter = logged_objects(capsys.readouterr().err)
+    assert pool == {
+        "ts": pool["ts"],
+        "level": "WARNING",
+        "logger": "asyncpg.pool",
+        "message": "failed to reconnect; retrying",
+        "error": "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432)",
+    }
+    # Only asyncpg's pool: every other logger keeps its tracebacks.
+    assert "error" not in reporter
+    assert reporter["exc_info"].startswith("Traceback (most recent call last):")

@@ -4,17 +4,41 @@ The database is a private one (its own port and state folder); Kafka is the
 shared broker, on fresh topics.
 """
 
+import asyncio
+import dataclasses
 import signal
+import uuid
 
 import aiohttp
 import pytest
 
+from storemon import reports_db
+from storemon.config import Settings
+
 from ..services import wait_until
 from ..stack import Stack, completed, data_arguments, report_csv, trigger
+from ..test_api import OPENAPI, check_against_openapi
 
 pytestmark = pytest.mark.integration
 
 STORES = 100
+#: The routes that need the database: (method, path in the OpenAPI document, URL).
+DATABASE_ROUTES = [
+    ("post", "/trigger_report", "/trigger_report"),
+    ("get", "/trigger_report", "/trigger_report"),
+    ("get", "/get_report", "/get_report?report_id={report_id}"),
+    ("get", "/reports", "/reports"),
+    ("get", "/reports/{report_id}.csv", "/reports/{report_id}.csv"),
+    ("delete", "/reports/{report_id}", "/reports/{report_id}"),
+    ("get", "/metrics", "/metrics"),
+]
+
+
+def documented_response(method: str, path: str, status: str) -> dict:
+    """The OpenAPI document's response of an operation, its $ref followed."""
+    response = OPENAPI["paths"][path][method]["responses"][status]
+    name = response["$ref"].removeprefix("#/components/responses/")
+    return OPENAPI["components"]["responses"][name]
 
 
 @pytest.fixture
@@ -53,11 +77,15 @@ async def test_a_report_rides_out_a_database_outage(stack, private_postgres):
             checks = (await response.json())["checks"]
         assert checks["kafka"] == "ok"
         assert checks["postgres"].startswith("unreachable")
-        # A route that needs the database: a JSON 503, not a 500.
-        async with http.get("/get_report", params={"report_id": report_id}) as response:
-            assert response.status == 503
-            assert response.headers["Retry-After"]
-            assert (await response.json())["error"]["code"] == "database_unavailable"
+        # Each route that needs the database: a JSON 503 with Retry-After, not a 500,
+        # as the OpenAPI document says.
+        for method, path, url in DATABASE_ROUTES:
+            async with http.request(method, url.format(report_id=report_id)) as response:
+                assert response.status == 503, (method, url, await response.text())
+                assert int(response.headers["Retry-After"]) >= 1
+                body = await response.json()
+            check_against_openapi("DatabaseUnavailable", body)
+            assert "Retry-After" in documented_response(method, path, "503")["headers"]
 
         private_postgres.start()
         summary = await completed(http, report_id, stack)
@@ -65,3 +93,35 @@ async def test_a_report_rides_out_a_database_outage(stack, private_postgres):
         assert await report_csv(http, report_id) == stack.expected_csv
         async with http.get("/readyz") as response:
             assert response.status == 200
+
+
+async def test_a_pooled_connection_the_restart_broke_is_retried_on_a_fresh_one(private_postgres):
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        database_url=private_postgres.address,
+        db_schema=f"t_{uuid.uuid4().hex[:12]}",
+    )
+    # One connection, so that the one after the restart is the pool's only one.
+    pool = await reports_db.create_pool(settings, "storemon-tests", max_size=1)
+    try:
+        # The server stops while this loop stands still, as a frozen process does:
+        # its farewell to the idle connection and the connection's end both wait.
+        private_postgres.stop()
+        # The loop reads the farewell on one turn and the end on a later one: in
+        # between, the pool still hands the connection out.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        try:
+            async with pool.acquire() as connection:
+                await reports_db.count_by_status(connection)
+        except Exception as exc:
+            assert reports_db.is_unavailable(exc), repr(exc)
+        else:
+            raise AssertionError("a query on a stopped server succeeded")
+
+        private_postgres.start()
+        async with pool.acquire() as connection:
+            counts = await reports_db.count_by_status(connection)
+        assert counts == {reports_db.RUNNING: 0, reports_db.COMPLETE: 0, reports_db.FAILED: 0}
+    finally:
+        await pool.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import mmap
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -138,6 +139,11 @@ def _days_since_epoch(year: str, month: str, day: str) -> int:
     return date_type(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
 
 
+#: The instants a timestamp can name: the years 1 to 9999, in UTC.
+_MIN_US = (datetime.min.toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
+_MAX_US = (datetime.max.toordinal() + 1 - _EPOCH_ORDINAL) * US_PER_DAY - 1
+
+
 def parse_timestamp(value: object) -> int:
     """An instant as integer microseconds since the Unix epoch (UTC).
 
@@ -168,18 +174,23 @@ def parse_timestamp(value: object) -> int:
         if zone[0] == "-":
             offset_us = -offset_us
     micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    return (
+    epoch_us = (
         days * US_PER_DAY
         + (hour * 3600 + minute * 60 + second) * US_PER_SECOND
         + micros
         - offset_us
     )
+    if not _MIN_US <= epoch_us <= _MAX_US:
+        # An offset can carry year 1 or 9999 past what format_timestamp can write.
+        raise RowError("timestamp_utc", f"outside the years 1 to 9999 in UTC: {text!r}")
+    return epoch_us
 
 
 def format_timestamp(epoch_us: int) -> str:
     """An instant (epoch microseconds) as ISO-8601 UTC, e.g. `2023-01-22T12:09:39.388884Z`."""
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(epoch_us))
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"), which writes the year 999 as "999".
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_status(value: object) -> Status:
@@ -643,7 +654,10 @@ def _header(path: Path) -> list[str]:
         raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not first_line.strip():
         raise InputFileError(f"{path}: empty file (expected a header line)")
-    return next(csv.reader([first_line]))
+    try:
+        return next(csv.reader([first_line]))
+    except csv.Error as exc:
+        raise InputFileError(f"{path}: the header line is not CSV: {exc}") from None
 
 
 def _require_columns(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
@@ -665,7 +679,8 @@ def _read_arrow(path: Path, columns: list[str], free_text: tuple[str, ...] = ())
             path,
             memory_pool=_POOL,
             read_options=pa_csv.ReadOptions(block_size=8 << 20),
-            # Blank lines and quoted newlines must fail here, not shift line numbers.
+            # Blank lines must not be skipped, so that row i is on line i + 2 (Arrow reads a
+            # quoted line break all the same: _spans_lines checks for those).
             parse_options=pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
                 include_columns=columns,
@@ -676,29 +691,67 @@ def _read_arrow(path: Path, columns: list[str], free_text: tuple[str, ...] = ())
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
+    if _spans_lines(path, table.num_rows + 1):
+        return None
     # Encoding after the read: the reader's own dictionary columns parse serially, which
     # made reading the Loop-scale status file twice as slow.
     encoded = [
         table[name] if name in free_text else pc.dictionary_encode(table[name], memory_pool=_POOL)
         for name in columns
     ]
-    return pa.Table.from_arrays(encoded, names=columns).unify_dictionaries(memory_pool=_POOL)
+    table = pa.Table.from_arrays(encoded, names=columns).unify_dictionaries(memory_pool=_POOL)
+    # Arrow reads a blank line as a row of empty values, where the row reader skips it; only
+    # a file with an empty value in every column can have one, and that one is read row by row.
+    if all(
+        table[name].num_chunks and pc.index(table[name].chunk(0).dictionary, "").as_py() >= 0
+        for name in columns
+        if name not in free_text
+    ):
+        return None
+    return table
+
+
+def _spans_lines(path: Path, records: int) -> bool:
+    """Whether the file has more lines than `records`: a record spans lines (a quoted line
+    break), so the rows after it are not on the lines their position says."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data.find(b'"') < 0:  # only a quoted value can hold a line break (fast: memchr)
+            return False
+        text = data[:]
+    breaks = text.count(b"\n") + text.count(b"\r") - text.count(b"\r\n")
+    return breaks + (not text.endswith((b"\n", b"\r"))) != records
 
 
 def _csv_records(path: Path, bad: _BadRows) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, record) of each data row, row by row; rows of the wrong width are bad rows."""
+    """(line, record) of each data row, row by row; rows of the wrong width are bad rows.
+
+    A field over the csv module's size limit (128 KiB) makes a bad row of its line, and
+    reading goes on with the next line.
+    """
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle)
-        header = next(reader, [])
-        line = reader.line_num
-        for row in reader:
+        header: list[str] | None = None
+        line = 0
+        while True:
+            try:
+                row: list[str] | csv.Error = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                row = exc
             first_line, line = line + 1, reader.line_num
-            if not row:
+            if header is None:
+                if isinstance(row, csv.Error):
+                    raise InputFileError(f"{path}: the header is not CSV: {row}")
+                header = row
+            elif isinstance(row, csv.Error):
+                bad.add(first_line, "(row)", f"not CSV: {row}")
+            elif not row:  # a blank line
                 continue
-            if len(row) != len(header):
+            elif len(row) != len(header):
                 bad.add(first_line, "(row)", f"expected {len(header)} fields, got {len(row)}")
-                continue
-            yield first_line, dict(zip(header, row, strict=True))
+            else:
+                yield first_line, dict(zip(header, row, strict=True))
 
 
 @dataclass(frozen=True)

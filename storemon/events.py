@@ -25,6 +25,10 @@ MAX_FUTURE_US = 24 * 3600 * 1_000_000
 OBSERVATION_FIELDS = frozenset({"store_id", "timestamp_utc", "status"})
 BATCH_FIELDS = frozenset({"store_id", "observations"})
 
+#: Most characters of a rejected record a dead letter keeps: JSON escapes one
+#: character in up to 12 bytes, and the letter must stay well under Kafka's 1 MB.
+DLQ_RAW_CHARS = 16_384
+
 #: Most polls one batch record may carry (~60 bytes each, well inside Kafka's 1 MB).
 MAX_BATCH_POLLS = 1000
 
@@ -38,8 +42,10 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
         raise RowError("value", "is empty")
     try:
         decoded = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RowError("value", f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer of over 4,300 digits;
+        # RecursionError: nesting deeper than the parser goes.
+        raise RowError("value", f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(decoded, dict):
         raise RowError("value", f"expected a JSON object, got {type(decoded).__name__}")
     return decoded
@@ -59,7 +65,7 @@ def observation_from_record(record: Mapping[str, object], received_at_us: int) -
         raise RowError(sorted(unknown)[0], "unknown field")
     observation = inputs.parse_observation(record)
     if observation.timestamp_us > received_at_us + MAX_FUTURE_US:
-        raise RowError("timestamp_utc", "more than a day in the future")
+        raise RowError("timestamp_utc", inputs.TOO_FAR_AHEAD)
     return observation
 
 
@@ -205,9 +211,15 @@ def _tombstone_store(key: bytes | None) -> str:
 def dlq_record(
     source: str, line: int | None, field: str | None, reason: str, raw: bytes | str | None
 ) -> bytes:
-    """The dead-letter value (schemas/dlq-record.schema.json) for a rejected record."""
+    """The dead-letter value (schemas/dlq-record.schema.json) for a rejected record.
+
+    `raw` is cut to DLQ_RAW_CHARS characters (saying so), so that a dead letter
+    always fits in a Kafka record (1 MB) however large the rejected one was.
+    """
     if isinstance(raw, bytes):
         raw = raw.decode(errors="replace")
+    if raw and len(raw) > DLQ_RAW_CHARS:
+        raw = f"{raw[:DLQ_RAW_CHARS]}... [cut: {len(raw):,} characters in all]"
     return json.dumps(
         {
             "source": source,

@@ -816,28 +816,40 @@ def _object_array(items: list[str]) -> np.ndarray:
     return array
 
 
-def read_status_csv(path: str | Path, *, strict: bool = False) -> ReadResult[Observations]:
+#: Why a poll after `latest_us` (read_status_csv) is a bad row.
+TOO_FAR_AHEAD = "more than a day in the future"
+
+
+def read_status_csv(
+    path: str | Path, *, strict: bool = False, latest_us: int | None = None
+) -> ReadResult[Observations]:
     """Status polls from a CSV with columns `store_id,status,timestamp_utc` (any order).
 
     Row order is kept: it is the acceptance order that decides duplicate timestamps.
+    With `latest_us`, polls after it are bad rows (ingest refuses polls from the future).
     """
     path = Path(path)
     _require_columns(path, _header(path), STATUS_COLUMNS)
     bad = _BadRows(str(path), strict)
     table = _read_arrow(path, list(STATUS_COLUMNS), free_text=("timestamp_utc",))
     if table is None:
-        return _read_status_rows(path, bad)
+        return _read_status_rows(path, bad, latest_us)
     stores = _parse_distinct(table["store_id"], parse_store_id)
     statuses = _parse_distinct(table["status"], parse_status)
     timestamps, timestamp_ok = parse_timestamps_arrow(table["timestamp_utc"])
     timestamp_reasons = [
         _timestamp_reason(table["timestamp_utc"], int(row)) for row in np.flatnonzero(~timestamp_ok)
     ]
+    too_far = np.zeros(len(timestamps), dtype=bool)
+    if latest_us is not None:
+        too_far = timestamp_ok & (timestamps > latest_us)
     bad.add_vectorised([
         (stores.bad, "store_id", stores.reasons),
         (statuses.bad, "status", statuses.reasons),
         (~timestamp_ok, "timestamp_utc", timestamp_reasons),
+        (too_far, "timestamp_utc", [TOO_FAR_AHEAD] * int(too_far.sum())),
     ])
+    timestamp_ok &= ~too_far
     active_by_value = np.array([value == "active" for value in statuses.values], dtype=bool)
     store_index, status_index = stores.index, statuses.index
     if bad.rows:
@@ -854,13 +866,17 @@ def read_status_csv(path: str | Path, *, strict: bool = False) -> ReadResult[Obs
     return ReadResult(observations, table.num_rows, bad.rows)
 
 
-def _read_status_rows(path: Path, bad: _BadRows) -> ReadResult[Observations]:
+def _read_status_rows(
+    path: Path, bad: _BadRows, latest_us: int | None = None
+) -> ReadResult[Observations]:
     store_ids: list[str] = []
     timestamps: list[int] = []
     active: list[bool] = []
     for line, record in _csv_records(path, bad):
         try:
             observation = parse_observation(record)
+            if latest_us is not None and observation.timestamp_us > latest_us:
+                raise RowError("timestamp_utc", TOO_FAR_AHEAD)
         except RowError as exc:
             bad.add(line, exc.field, exc.reason)
             continue

@@ -139,34 +139,14 @@ class Loader:
             raise RuntimeError(f"{remaining} records still undelivered after 120 s")
 
     def load_status(self, path: Path) -> FileCounts:
-        result = inputs.read_status_csv(path)
+        result = inputs.read_status_csv(path, latest_us=events.now_us() + events.MAX_FUTURE_US)
         data = result.data
         counts = FileCounts(str(path), config.TOPIC_STATUS, rows=result.rows_read)
-        received_at = events.now_us()
-        too_far = np.flatnonzero(data.timestamp_us > received_at + events.MAX_FUTURE_US)
-        bad_rows = list(result.bad_rows)
-        keep = np.ones(len(data.timestamp_us), dtype=bool)
-        if len(too_far):
-            # Line numbers of accepted rows are not kept by the reader; name the store
-            # and time instead, which identifies the row as well.
-            for row in too_far:
-                store = data.store_ids[data.store_index[row]]
-                bad_rows.append(
-                    BadRow(
-                        str(path),
-                        0,
-                        "timestamp_utc",
-                        f"store {store}: {inputs.format_timestamp(int(data.timestamp_us[row]))}"
-                        " is more than a day in the future",
-                    )
-                )
-            keep[too_far] = False
         # One record per batch of a store's polls, in file order within the store
         # (a stable sort), so a repeated poll's later row still wins.
         order = np.argsort(data.store_index, kind="stable")
-        order = order[keep[order]]
         stores = data.store_index[order]
-        starts = np.flatnonzero(np.diff(stores, prepend=-1))
+        starts = np.flatnonzero(np.diff(stores, prepend=-1)).tolist()
         stamps = [
             f"{stamp}Z"
             for stamp in np.datetime_as_string(
@@ -174,8 +154,8 @@ class Loader:
             ).tolist()
         ]
         active = data.active[order].tolist()
-        ends = [*starts[1:].tolist(), len(order)]
-        batches = zip(starts.tolist(), ends, stores[starts].tolist(), strict=True)
+        bounds = [*starts, len(order)]
+        batches = zip(bounds[:-1], bounds[1:], stores[starts].tolist(), strict=True)
 
         def records() -> Iterator[tuple[bytes, bytes, int]]:
             for start, end, index in batches:
@@ -186,7 +166,7 @@ class Loader:
                     value = events.encode_observation_batch(store, polls)
                     yield store.encode(), value, last - first
 
-        return self._send_all(counts, records(), bad_rows, path, len(order))
+        return self._send_all(counts, records(), result.bad_rows, path, len(order))
 
     def load_hours(self, path: Path) -> FileCounts:
         result = inputs.read_hours_csv(path)

@@ -189,3 +189,12 @@ def test_eviction_drops_whole_days_once_behind_the_horizon_per_partition():
     assert len(expired) == 24 * len(expired_days)
     assert index.pop_expired(0) == []
     assert index.pop_expired(1) == [], "partition 1 has its own, older horizon"
+
+
+def test_a_dead_letter_of_a_huge_record_keeps_its_start_and_fits_in_a_kafka_record():
+    huge = "\U0001f600" * 200_000  # 12 bytes each once JSON-escaped
+    letter = events.dlq_record("http", 0, "status", "bad", huge)
+    assert len(letter) < 1_000_000
+    raw = json.loads(letter)["raw"]
+    assert raw.startswith(huge[: events.DLQ_RAW_CHARS])
+    assert raw.endswith("[cut: 200,000 characters in all]")

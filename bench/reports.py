@@ -30,38 +30,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import hashlib
-import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
 
+from bench.common import (
+    OUT,
+    STOREMON,
+    Client,
+    Deployment,
+    describe,
+    say,
+    services,
+    wait_ready,
+    worker_progress,
+)
 from storemon import reports_db
-from storemon.config import REPO_ROOT, Settings
-from storemon.lag import consumer_lag
-from storemon.state import worker_app_id
+from storemon.config import Settings
 
-STOREMON = [sys.executable, "-m", "storemon.cli"]
-OUT = REPO_ROOT / "bench" / "out"
 BIG_CSV_BYTES = 64 * 2**20
 MB = 1e6
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def data_files(data: Path) -> list[str]:
@@ -70,12 +62,6 @@ def data_files(data: Path) -> list[str]:
         *("--hours", str(data / "menu_hours.csv")),
         *("--timezones", str(data / "timezones.csv")),
     ]
-
-
-def worker_progress(settings: Settings) -> tuple[int, int]:
-    """(records on the input topics, records the worker still has to consume)."""
-    rows = [row for row in consumer_lag(settings) if row.group == worker_app_id(settings)]
-    return sum(row.end for row in rows), sum(row.lag for row in rows)
 
 
 def prepare_state(settings: Settings, data: Path, env: dict[str, str]) -> None:
@@ -108,68 +94,6 @@ def prepare_state(settings: Settings, data: Path, env: dict[str, str]) -> None:
     say(f"state: worker caught up in {time.monotonic() - started:.0f} s")
 
 
-class Client:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def trigger(self) -> str:
-        async with self.session.post("/trigger_report") as response:
-            assert response.status == 202, await response.text()
-            return str((await response.json())["report_id"])
-
-    async def summary(self, report_id: str) -> dict:
-        async with self.session.get(
-            "/get_report", params={"report_id": report_id}, headers={"Accept": "application/json"}
-        ) as response:
-            assert response.status == 200, await response.text()
-            return dict(await response.json())
-
-    async def until_complete(self, report_id: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            summary = await self.summary(report_id)
-            if summary["status"] == "Complete":
-                return summary
-            assert summary["status"] == "Running", summary
-            await asyncio.sleep(0.01)
-        raise TimeoutError(f"report {report_id} not Complete within {timeout} s")
-
-    async def download(self, report_id: str) -> tuple[bytes, float]:
-        started = time.perf_counter()
-        async with self.session.get(f"/reports/{report_id}.csv") as response:
-            assert response.status == 200, await response.text()
-            body = await response.read()
-        return body, time.perf_counter() - started
-
-    async def download_size(self, report_id: str) -> tuple[int, float]:
-        """Stream a download, keeping no copy; (bytes, seconds)."""
-        size = 0
-        started = time.perf_counter()
-        async with self.session.get(f"/reports/{report_id}.csv") as response:
-            assert response.status == 200, await response.text()
-            async for chunk in response.content.iter_chunked(2**20):
-                size += len(chunk)
-        return size, time.perf_counter() - started
-
-
-async def wait_ready(client: Client, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            async with client.session.get("/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("the API did not become ready")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def status_load(
     client: Client, report_id: str, rate: float, seconds: float
 ) -> tuple[list[float], float]:
@@ -199,16 +123,6 @@ async def status_load(
     await asyncio.gather(*tasks)
     assert failures == 0, f"{failures} status requests failed"
     return latencies, count / (loop.time() - start)
-
-
-def describe(latencies: list[float]) -> str:
-    figures = [
-        ("p50", percentile(latencies, 0.5)),
-        ("p90", percentile(latencies, 0.9)),
-        ("p99", percentile(latencies, 0.99)),
-        ("max", max(latencies)),
-    ]
-    return ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in figures)
 
 
 async def store_big_report(settings: Settings) -> tuple[str, str]:
@@ -243,20 +157,6 @@ async def running_report(settings: Settings) -> str:
     finally:
         await pool.close()
     return report_id
-
-
-async def drop_schema(settings: Settings) -> None:
-    pool = await reports_db.create_pool(settings, "storemon-bench", max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            for row in await reports_db.list_reports(connection, 10_000):
-                await reports_db.delete_report(connection, row.report_id)  # unlinks its CSV
-            drop = await connection.fetchval(
-                "SELECT format('DROP SCHEMA %I CASCADE', $1::text)", settings.db_schema
-            )
-            await connection.execute(drop)
-    finally:
-        await pool.close()
 
 
 async def measure(
@@ -327,40 +227,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
 
-    port = free_port()
-    settings = dataclasses.replace(
-        Settings.from_env(), topic_prefix=args.prefix, db_schema=f"bench_{uuid.uuid4().hex[:8]}"
-    )
-    env = {
-        **os.environ,
-        "STOREMON_TOPIC_PREFIX": args.prefix,
-        "STOREMON_DB_SCHEMA": settings.db_schema,
-        "STOREMON_API_HOST": "127.0.0.1",
-        "STOREMON_API_PORT": str(port),
-        "STOREMON_LOG_LEVEL": "info",
-    }
-    prepare_state(settings, args.data, env)
+    deployment = Deployment.create(args.prefix)
+    prepare_state(deployment.settings, args.data, deployment.env)
     logs = OUT / "reports-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    processes = []
-
-    def start(command: str) -> None:
-        log = (logs / f"{command}.log").open("wb")
-        processes.append(
-            subprocess.Popen([*STOREMON, command], env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
-
-    try:
-        start("reporter")
+    with services(deployment, ["reporter", "api"], logs):
         reporter_started = time.monotonic()
-        start("api")
-        asyncio.run(measure(args, settings, f"http://127.0.0.1:{port}", reporter_started))
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(60)
-        asyncio.run(drop_schema(settings))
+        asyncio.run(measure(args, deployment.settings, deployment.api_url, reporter_started))
     say(f"reporter log (server-side timings): {logs / 'reporter.log'}")
 
 

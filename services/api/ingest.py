@@ -41,10 +41,9 @@ NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "applica
 CSV_TYPES = frozenset({"text/csv"})
 #: What the dead-letter records name as their source.
 DLQ_SOURCE = "http"
-#: A dead-letter record keeps at most this many characters of a rejected row (and of the
-#: field blamed, which may be a client's key): even with every character JSON-escaped
-#: (12 bytes), the record stays inside Kafka's default 1 MB message size.
-MAX_DLQ_TEXT = 16_384
+#: Longest field name an answer or a dead letter repeats: the field blamed may be a
+#: client's key of any length ("unknown field"). (dlq_record cuts the raw row itself.)
+MAX_FIELD_CHARS = 200
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -184,10 +183,9 @@ def _body_rows(request: web.Request, body: bytes) -> Iterator[BodyRow]:
     )
 
 
-def _clipped(text: str) -> str:
-    if len(text) <= MAX_DLQ_TEXT:
-        return text
-    return f"{text[:MAX_DLQ_TEXT]}... ({len(text) - MAX_DLQ_TEXT} more characters)"
+def _field_name(error: RowError) -> str:
+    field = error.field
+    return field if len(field) <= MAX_FIELD_CHARS else f"{field[:MAX_FIELD_CHARS]}..."
 
 
 def _observation(row: BodyRow, received_at_us: int) -> Observation:
@@ -217,11 +215,11 @@ async def post_events(request: web.Request) -> web.Response:
         try:
             observation = _observation(row, received_at)
         except RowError as exc:
-            field = _clipped(exc.field)
+            field = _field_name(exc)
             rejected.append(
                 {"index": row.index, "line": row.line, "field": field, "reason": exc.reason}
             )
-            value = events.dlq_record(DLQ_SOURCE, row.index, field, exc.reason, _clipped(row.raw))
+            value = events.dlq_record(DLQ_SOURCE, row.index, field, exc.reason, row.raw)
             deliveries.append(await producer.produce_later(dlq_topic, None, value))
         else:
             accepted += 1

@@ -410,7 +410,7 @@ def test_events_keep_huge_rows_out_of_the_way(api):
     letters = dead_letters(dlq_gains.new())
     assert len(letters) == len(bodies)
     for letter in letters:
-        assert 0 < len(letter["raw"]) < 20_000 and len(letter["field"]) < 20_000
+        assert 0 < len(letter["raw"]) < 20_000 and len(letter["field"]) < 1000
     api.assert_no_server_errors()
 
 
@@ -422,16 +422,6 @@ COUNTS_LINE = re.compile(
     r"(?P<file>\S+): (?P<rows>\d+) rows, (?P<accepted>\d+) accepted into \S+, "
     r"(?P<rejected>\d+) rejected"
 )
-
-
-def escaped_size(data: bytes) -> int:
-    """Bytes of a row's text in a dead-letter record (decoded with replacement, JSON-escaped)."""
-    return len(json.dumps(data.decode("utf-8", "replace")))
-
-
-def fits_a_dead_letter(case: CsvFile) -> bool:
-    # Known loader bug (see test_load_dead_letters_huge_rows): larger rows crash it.
-    return all(escaped_size(line) < 900_000 for line in case.data.splitlines())
 
 
 def run_load(env: dict[str, str], files: dict[str, Path]) -> subprocess.CompletedProcess[str]:
@@ -457,11 +447,7 @@ def test_load_dead_letters_every_bad_row_and_produces_the_good_ones(
 
     # Each example runs `storemon load`: shrinking a failure would take many minutes.
     @hypothesis_settings(FUZZ, max_examples=4, phases=[Phase.explicit, Phase.generate])
-    @given(
-        # Known loader bug (see test_load_takes_a_status_file_without_good_rows).
-        csv_files(STATUS, max_rows=40).filter(lambda case: fits_a_dead_letter(case) and case.good),
-        *(csv_files(kind, max_rows=40).filter(fits_a_dead_letter) for kind in (HOURS, TIMEZONES)),
-    )
+    @given(*(csv_files(kind, max_rows=40) for kind in (STATUS, HOURS, TIMEZONES)))
     def load(status: CsvFile, hours: CsvFile, timezones: CsvFile) -> None:
         cases = {"status": status, "hours": hours, "timezones": timezones}
         for name, case in cases.items():
@@ -593,7 +579,8 @@ other_keys = st.one_of(st.none(), st.just(b""), st.binary(max_size=20),
 #: A compacted topic takes no record without a key (the broker refuses it).
 compacted_keys = other_keys.filter(lambda key: key is not None)
 #: Not a JSON object at all; on a compacted topic, a null value is a deletion instead.
-not_objects = st.one_of(st.none(), st.binary(max_size=200), non_objects.map(str.encode))
+not_objects = st.one_of(st.none(), st.binary(max_size=200), non_objects.map(str.encode),
+                        unreadable_json.map(str.encode))
 present_not_objects = not_objects.filter(lambda value: value is not None)
 
 
@@ -719,13 +706,13 @@ def zone_garbage(draw: Draw) -> Garbage:
     return Garbage(topic, key, _json(record))
 
 
-def fits_a_worker_dead_letter(garbage: Garbage) -> bool:
-    # Known worker bug (see test_worker_dead_letters_huge_values): larger ones crash it.
-    return garbage.value is None or escaped_size(garbage.value) < 900_000
+def producible(garbage: Garbage) -> bool:
+    """Under Kafka's record size limit (1 MB), so that it can be on a topic at all."""
+    return garbage.value is None or len(garbage.value) < 900_000
 
 
 garbage_batches = st.lists(
-    st.one_of(status_garbage(), hours_garbage(), zone_garbage()).filter(fits_a_worker_dead_letter),
+    st.one_of(status_garbage(), hours_garbage(), zone_garbage()).filter(producible),
     min_size=1,
     max_size=6,
 )
@@ -885,3 +872,15 @@ def test_worker_dead_letters_json_it_cannot_read(worker):
 
 def test_worker_dead_letters_huge_values(worker):
     _dead_letters_of(worker, [b"\xff" * 200_000])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="storemon/events.py dlq_record cuts `raw` to DLQ_RAW_CHARS but not `field`: a "
+    "store-status record with an unknown field whose name is 100,000 emoji is blamed on that "
+    "name, its dead letter is over 1 MB once JSON-escaped, the send fails, the worker's agent "
+    "crashes and the record has no dead letter",
+)
+def test_worker_dead_letters_a_huge_unknown_field(worker):
+    value = json.dumps({"\U0001f600" * 100_000: 1, "store_id": "x"}, ensure_ascii=False)
+    _dead_letters_of(worker, [value.encode()])

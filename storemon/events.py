@@ -29,6 +29,11 @@ BATCH_FIELDS = frozenset({"store_id", "observations"})
 #: character in up to 12 bytes, and the letter must stay well under Kafka's 1 MB.
 DLQ_RAW_CHARS = 16_384
 
+#: Longest field name a dead letter, an HTTP answer or a metric repeats: the field
+#: blamed may be a producer's key of any length (UNKNOWN_FIELD).
+MAX_FIELD_CHARS = 200
+UNKNOWN_FIELD = "unknown field"
+
 #: Most polls one batch record may carry (~60 bytes each, well inside Kafka's 1 MB).
 MAX_BATCH_POLLS = 1000
 
@@ -62,7 +67,7 @@ def observation_from_record(record: Mapping[str, object], received_at_us: int) -
     """A status observation given as a mapping (JSON object, CSV row), fully checked."""
     unknown = set(record) - OBSERVATION_FIELDS
     if unknown:
-        raise RowError(sorted(unknown)[0], "unknown field")
+        raise RowError(sorted(unknown)[0], UNKNOWN_FIELD)
     observation = inputs.parse_observation(record)
     if observation.timestamp_us > received_at_us + MAX_FUTURE_US:
         raise RowError("timestamp_utc", inputs.TOO_FAR_AHEAD)
@@ -93,7 +98,7 @@ def decode_observations(key: bytes | None, value: bytes | None) -> ObservationBa
         return ObservationBatch(observation.store_id, [observation])
     unknown = set(record) - BATCH_FIELDS
     if unknown:
-        raise RowError(sorted(unknown)[0], "unknown field")
+        raise RowError(sorted(unknown)[0], UNKNOWN_FIELD)
     store_id = inputs.parse_store_id(record.get("store_id"))
     _check_key(key, store_id)
     entries = record["observations"]
@@ -208,13 +213,19 @@ def _tombstone_store(key: bytes | None) -> str:
     return inputs.parse_store_id(key.decode(errors="replace"))
 
 
+def shown_field(field: str) -> str:
+    """A field name as answers and dead letters repeat it: cut to MAX_FIELD_CHARS."""
+    return field if len(field) <= MAX_FIELD_CHARS else f"{field[:MAX_FIELD_CHARS]}..."
+
+
 def dlq_record(
     source: str, line: int | None, field: str | None, reason: str, raw: bytes | str | None
 ) -> bytes:
     """The dead-letter value (schemas/dlq-record.schema.json) for a rejected record.
 
-    `raw` is cut to DLQ_RAW_CHARS characters (saying so), so that a dead letter
-    always fits in a Kafka record (1 MB) however large the rejected one was.
+    `raw` is cut to DLQ_RAW_CHARS characters (saying so) and `field` to
+    MAX_FIELD_CHARS, so that a dead letter always fits in a Kafka record (1 MB)
+    however large the rejected one was.
     """
     if isinstance(raw, bytes):
         raw = raw.decode(errors="replace")
@@ -224,7 +235,7 @@ def dlq_record(
         {
             "source": source,
             "line": line,
-            "field": field,
+            "field": None if field is None else shown_field(field),
             "reason": reason,
             "raw": raw or "",
             "rejected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),

@@ -41,9 +41,6 @@ NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "applica
 CSV_TYPES = frozenset({"text/csv"})
 #: What the dead-letter records name as their source.
 DLQ_SOURCE = "http"
-#: Longest field name an answer or a dead letter repeats: the field blamed may be a
-#: client's key of any length ("unknown field"). (dlq_record cuts the raw row itself.)
-MAX_FIELD_CHARS = 200
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -183,11 +180,6 @@ def _body_rows(request: web.Request, body: bytes) -> Iterator[BodyRow]:
     )
 
 
-def _field_name(error: RowError) -> str:
-    field = error.field
-    return field if len(field) <= MAX_FIELD_CHARS else f"{field[:MAX_FIELD_CHARS]}..."
-
-
 def _observation(row: BodyRow, received_at_us: int) -> Observation:
     if isinstance(row.fields, RowError):
         raise row.fields
@@ -215,7 +207,7 @@ async def post_events(request: web.Request) -> web.Response:
         try:
             observation = _observation(row, received_at)
         except RowError as exc:
-            field = _field_name(exc)
+            field = events.shown_field(exc.field)
             rejected.append(
                 {"index": row.index, "line": row.line, "field": field, "reason": exc.reason}
             )

@@ -152,14 +152,15 @@ def create_app(settings: Settings) -> faust.App:
         """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
         message = event.message
         log.warning(
-            "rejected %s[%d]@%d: %s",
+            "rejected %s[%d]@%d: %s: %s",
             message.topic,
             message.partition,
             message.offset,
-            error,
+            events.shown_field(error.field),
+            error.reason,
             extra={"store_id": (message.key or b"").decode(errors="replace")},
         )
-        metrics.rejected(message.topic, error.field)
+        metrics.rejected(message.topic, error)
         await dlq_topic.send(
             key=message.key,
             value=events.dlq_record(

@@ -12,7 +12,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from storemon import events
 from storemon import metric_names as names
+from storemon.inputs import RowError
 from storemon.prometheus import family, labels
 from storemon.state import POLL_BYTES, split_observation_day_key
 
@@ -30,9 +32,14 @@ class WorkerMetrics:
     def accepted(self, topic: str, count: int = 1) -> None:
         self.events[(topic, "accepted")] += count
 
-    def rejected(self, topic: str, field: str) -> None:
+    def rejected(self, topic: str, error: RowError) -> None:
         self.events[(topic, "rejected")] += 1
-        self.rejections[(topic, _ENTRY_INDEX.sub("", field) or "(record)")] += 1
+        # A producer's unknown field names are unbounded: one label value for them all.
+        if error.reason == events.UNKNOWN_FIELD:
+            field = "(unknown field)"
+        else:
+            field = _ENTRY_INDEX.sub("", error.field) or "(record)"
+        self.rejections[(topic, field)] += 1
 
     def render(
         self, observation_days: Iterable[tuple[bytes, bytes]], greatest_event_time_us: int | None

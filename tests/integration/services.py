@@ -16,7 +16,7 @@ from typing import TypeVar
 from storemon import events
 from storemon.config import Settings
 from storemon.inputs import Observation
-from storemon.kafka import ensure_topics, make_producer
+from storemon.kafka import end_offsets, ensure_topics, make_producer
 from storemon.lag import consumer_lag
 from storemon.state import StateReader, StateView
 
@@ -138,3 +138,9 @@ class StateProbe:
 
 def worker_lag(settings: Settings) -> int:
     return sum(row.lag for row in consumer_lag(settings) if row.group.endswith("storemon-worker"))
+
+
+def record_count(settings: Settings, topics: Iterable[str]) -> int:
+    """How many records the topics (full names) hold together: their end offsets summed
+    (topics written without transactions hold one record per offset)."""
+    return sum(sum(end_offsets(settings, topic).values()) for topic in topics)

@@ -9,18 +9,16 @@ import re
 import signal
 import subprocess
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 
 from storemon import config, events, generator, inputs
 from storemon.config import Settings
-from storemon.kafka import ensure_topics
+from storemon.kafka import end_offsets, ensure_topics, read_range
 
-from ..services import STOREMON, service_env, settings_for, wait_until
-from .offsets import partition_ends, partitions, reader, record_count
+from ..services import STOREMON, record_count, service_env, settings_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +32,7 @@ COUNTS_LINE = re.compile(
 
 def read_to_end(settings: Settings, topic: str) -> list[Message]:
     """Every record of `topic`, up to the end offsets of when it was called."""
-    with closing(reader(settings)) as consumer:
-        ends = {p: end for p, end in partition_ends(consumer, topic).items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        messages: list[Message] = []
-
-        def at_the_end() -> bool:
-            for message in consumer.consume(1000, timeout=0.5):
-                if message.error() is not None:
-                    raise KafkaException(message.error())
-                messages.append(message)
-                if message.offset() + 1 >= ends[message.partition()]:
-                    ends.pop(message.partition())
-            return not ends
-
-        wait_until(at_the_end, 60, f"the records of {topic}")
-        return messages
+    return list(read_range(settings, topic, {}, end_offsets(settings, topic)))
 
 
 def polls_of(value: bytes) -> list[tuple[str, int, bool]]:
@@ -131,15 +114,11 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
         # the broker stopped under it and load let go on against no broker
         # while the broker starts again: whatever it had not delivered yet
         # (polls included) rides through the restart.
-        with closing(reader(settings)) as watch:
-            zones_topic = settings.topic(config.TOPIC_TIMEZONES)
-            zones = [
-                TopicPartition(zones_topic, p, OFFSET_BEGINNING)
-                for p in partitions(watch, zones_topic)
-            ]
-            watch.assign(zones)
-            wait_until(lambda: watch.consume(1, timeout=1.0), 60, "load's first zone")
-            load.send_signal(signal.SIGSTOP)
+        zones_topic = settings.topic(config.TOPIC_TIMEZONES)
+        wait_until(
+            lambda: record_count(settings, [zones_topic]) > 0, 60, "load's first zone"
+        )
+        load.send_signal(signal.SIGSTOP)
         status_before = record_count(settings, [status_topic])
         assert load.poll() is None, "load ended before the broker went: nothing was tested"
         private_kafka.stop()

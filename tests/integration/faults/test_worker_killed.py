@@ -9,9 +9,8 @@ import pytest
 from storemon.inputs import format_timestamp
 from storemon.kafka import admin_client
 
-from ..services import wait_until, worker_lag
+from ..services import record_count, wait_until, worker_lag
 from ..stack import Stack, completed, report_csv, trigger
-from .offsets import record_count
 
 pytestmark = pytest.mark.integration
 

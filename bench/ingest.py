@@ -50,26 +50,25 @@ def generate(directory: Path, stores: int) -> Path:
     return directory
 
 
-def load(data: Path, prefix: str) -> tuple[int, float]:
-    """Load the data set under `prefix`; return (polls, seconds)."""
-    started = time.perf_counter()
-    run = subprocess.run(
-        [
-            *STOREMON,
-            "load",
-            "--no-progress",
-            "--status",
-            str(data / "store_status.csv"),
-            "--hours",
-            str(data / "menu_hours.csv"),
-            "--timezones",
-            str(data / "timezones.csv"),
-        ],
+def load(data: Path, prefix: str, status: bool = True) -> subprocess.CompletedProcess[str]:
+    """`storemon load` of the data set (without its polls if not `status`) under `prefix`."""
+    files = {"--hours": "menu_hours.csv", "--timezones": "timezones.csv"}
+    if status:
+        files["--status"] = "store_status.csv"
+    return subprocess.run(
+        [*STOREMON, "load", "--no-progress"]
+        + [part for flag, name in files.items() for part in (flag, str(data / name))],
         env=run_env(prefix),
         capture_output=True,
         text=True,
         check=True,
     )
+
+
+def timed_load(data: Path, prefix: str) -> tuple[int, float]:
+    """Load the data set under `prefix`; return (polls, seconds)."""
+    started = time.perf_counter()
+    run = load(data, prefix)
     elapsed = time.perf_counter() - started
     line = next(line for line in run.stderr.splitlines() if "store_status.csv:" in line)
     polls = int(line.split(" rows,")[0].rsplit(" ", 1)[-1])
@@ -79,20 +78,7 @@ def load(data: Path, prefix: str) -> tuple[int, float]:
 def produce_single_polls(data: Path, prefix: str) -> int:
     """Every poll as a record of its own (schemas/status-observation), the way a
     producer polling one store at a time sends them; hours and zones as `load` does."""
-    subprocess.run(
-        [
-            *STOREMON,
-            "load",
-            "--no-progress",
-            "--hours",
-            str(data / "menu_hours.csv"),
-            "--timezones",
-            str(data / "timezones.csv"),
-        ],
-        env=run_env(prefix),
-        capture_output=True,
-        check=True,
-    )
+    load(data, prefix, status=False)
     settings = replace(Settings.from_env(), topic_prefix=prefix)
     polls = inputs.read_status_csv(data / "store_status.csv").data
     producer = make_producer(settings)
@@ -181,7 +167,7 @@ def main() -> None:
                 polls = produce_single_polls(data, prefix)
                 print(f"produced {polls} polls, one record each", flush=True)
             else:
-                polls, load_s = load(data, prefix)
+                polls, load_s = timed_load(data, prefix)
                 print(
                     f"load: {polls} polls in {load_s:.1f} s = {polls / load_s:,.0f} rows/s "
                     "(CSV parsing, validation, confirmed delivery)",

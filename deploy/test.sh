@@ -60,4 +60,6 @@ fi
 say "ruff check ."
 ruff check .
 say "pytest"
-python -m pytest -q "$@"
+# faulthandler from the start: a crash in a C extension, even while importing, prints
+# every thread's Python stack.
+python -X faulthandler -m pytest -q "$@"

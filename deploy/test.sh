@@ -60,6 +60,4 @@ fi
 say "ruff check ."
 ruff check .
 say "pytest"
-# faulthandler from the start: a crash in a C extension, even while importing, prints
-# every thread's Python stack.
-python -X faulthandler -m pytest -q "$@"
+python -m pytest -q "$@"

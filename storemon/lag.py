@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from storemon import config
 from storemon.config import Settings
-from storemon.kafka import admin_client
 from storemon.state import worker_app_id
 
 
@@ -39,15 +38,38 @@ def reporter_group(settings: Settings) -> str:
     return settings.topic("storemon-reporter")
 
 
+def _committed_offsets(
+    settings: Settings, group: str, partitions: list[TopicPartition], timeout: float
+) -> dict[tuple[str, int], int]:
+    """The group's committed offsets, read by a consumer of that group that never joins it.
+
+    Not AdminClient.list_consumer_group_offsets: on a fresh broker (coordinator
+    still loading) librdkafka's admin OffsetFetch path can crash the process
+    (confluent-kafka-python #1982, librdkafka's rd_kafka_handle_OffsetFetch
+    without a consumer group); a consumer's own OffsetFetch has its group.
+    """
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        answer = reader.committed(partitions, timeout=timeout)
+    finally:
+        reader.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in answer}
+
+
 def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag]:
     """Lag per group, topic and partition; a group that committed nothing owes its backlog."""
-    admin = admin_client(settings)
     groups = deployment_groups(settings)
-    metadata = admin.list_topics(timeout=timeout)
     watermarks = Consumer(
         {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "storemon-lag"}
     )
     try:
+        metadata = watermarks.list_topics(timeout=timeout)
         rows = []
         for group, topics in groups.items():
             partitions = [
@@ -58,9 +80,7 @@ def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag
             ]
             if not partitions:
                 continue
-            request = [ConsumerGroupTopicPartitions(group, partitions)]
-            answer = admin.list_consumer_group_offsets(request)[group].result(timeout)
-            committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+            committed = _committed_offsets(settings, group, partitions, timeout)
             for tp in partitions:
                 low, high = watermarks.get_watermark_offsets(tp, timeout=timeout)
                 offset = committed.get((tp.topic, tp.partition), -1)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from storemon import config
 from storemon.config import Settings
 from storemon.state import worker_app_id
+
+#: What a group coordinator answers until it has settled (a new or restarted broker).
+_COORDINATOR_SETTLING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,19 @@ def _committed_offsets(
             "enable.auto.commit": False,
         }
     )
+    deadline = time.monotonic() + timeout
     try:
-        answer = reader.committed(partitions, timeout=timeout)
+        while True:
+            try:
+                answer = reader.committed(partitions, timeout=timeout)
+                break
+            except KafkaException as exc:
+                # A fresh broker answers "not coordinator" / "loading" for a while.
+                error = exc.args[0]
+                settling = error.code() in _COORDINATOR_SETTLING or error.retriable()
+                if not settling or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         reader.close()
     return {(tp.topic, tp.partition): tp.offset for tp in answer}

@@ -79,6 +79,29 @@ def ensure_topics(
     return created
 
 
+INPUT_TOPICS = (config.TOPIC_STATUS, config.TOPIC_HOURS, config.TOPIC_TIMEZONES)
+
+
+def input_partitions(settings: Settings, timeout: float = 30.0) -> int:
+    """The partition count the input topics share (the setting's, while none exists).
+
+    A store's records are found by murmur2(store_id) modulo this count; input topics
+    that disagree on it cannot keep a store's state in one place, which is an error.
+    """
+    topics = admin_client(settings).list_topics(timeout=timeout).topics
+    counts = {
+        name: len(topics[name].partitions)
+        for name in map(settings.topic, INPUT_TOPICS)
+        if name in topics
+    }
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(
+            "the input topics must have one partition count (co-partitioned by store_id): "
+            + ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
+        )
+    return next(iter(counts.values()), settings.topic_partitions)
+
+
 def _check_cleanup_policies(
     admin: AdminClient, wanted: dict[str, TopicSpec], timeout: float
 ) -> None:

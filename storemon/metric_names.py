@@ -34,6 +34,7 @@ WORKER_REJECTED = "storemon_worker_rejected_total"
 WORKER_STORES = "storemon_worker_stores"
 WORKER_OBSERVATIONS = "storemon_worker_observations"
 WORKER_GREATEST_EVENT_TIME = "storemon_worker_greatest_event_time_seconds"
+WORKER_STATE_RECORDS_SKIPPED = "storemon_worker_state_records_skipped_total"
 
 WORKER_METRICS = (
     WORKER_EVENTS,
@@ -41,4 +42,5 @@ WORKER_METRICS = (
     WORKER_STORES,
     WORKER_OBSERVATIONS,
     WORKER_GREATEST_EVENT_TIME,
+    WORKER_STATE_RECORDS_SKIPPED,
 )

@@ -20,6 +20,7 @@ the space separates the two parts of a key unambiguously.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,11 @@ from typing import TypeVar
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from storemon import events, inputs
 from storemon.config import Settings
+from storemon.inputs import RowError
+
+log = logging.getLogger(__name__)
 
 OBSERVATIONS_TABLE = "observations"
 SCHEDULES_TABLE = "schedules"
@@ -67,9 +72,54 @@ def observation_day_key(store_id: str, day: int) -> bytes:
     return f"{store_id} {day}".encode()
 
 
-def split_observation_day_key(key: bytes) -> tuple[str, int]:
-    store_id, _, day = key.decode().rpartition(" ")
-    return store_id, int(day)
+class StateRecordError(ValueError):
+    """A changelog record that breaks the layout: every reader skips it, logs and counts it.
+
+    Nothing storemon writes breaks it, but anyone who can write to a changelog can,
+    and one such record must not stop every reader of the state.
+    """
+
+
+def split_observation_day_key(key: bytes | None) -> tuple[str, int]:
+    """(store_id, UTC day) of an observations key; StateRecordError if it is not one."""
+    try:
+        store_id, _, day = (key or b"").decode().rpartition(" ")
+        inputs.parse_store_id(store_id)
+        return store_id, int(day)
+    except (UnicodeDecodeError, ValueError):  # RowError is a ValueError
+        raise StateRecordError(f"key {_shown(key)} is not '<store_id> <UTC day>'") from None
+
+
+def check_day_value(value: bytes) -> None:
+    """StateRecordError unless `value` is a day value (see encode_day)."""
+    if not value or len(value) % POLL_BYTES:
+        raise StateRecordError(f"value of {len(value)} bytes is not a whole number of polls")
+    # Every status byte (the 9th of each poll) with a and i taken out: nothing may be left.
+    if value[POLL_BYTES - 1 :: POLL_BYTES].translate(None, ACTIVE + INACTIVE):
+        raise StateRecordError("value holds a status other than a or i")
+
+
+def check_record(table: str, key: bytes | None, value: bytes | None) -> None:
+    """StateRecordError unless (key, value) is a record the worker could have written."""
+    if table == OBSERVATIONS_TABLE:
+        split_observation_day_key(key)
+        if value is not None:
+            check_day_value(value)
+        return
+    try:
+        inputs.parse_store_id((key or b"").decode())
+        if value is None:
+            return
+        if table == SCHEDULES_TABLE:
+            events.decode_schedule(key, value)
+        else:
+            inputs.validate_timezone(value.decode())
+    except (UnicodeDecodeError, RowError) as exc:
+        raise StateRecordError(f"{table} record of {_shown(key)}: {exc}") from None
+
+
+def _shown(key: bytes | None) -> str:
+    return repr(key) if key is None or len(key) <= 100 else f"{key[:100]!r}..."
 
 
 def decode_day(value: bytes) -> dict[int, bytes]:
@@ -105,7 +155,10 @@ class StateView:
     #: changelog topic -> next offset read, per partition
     offsets: dict[str, dict[int, int]] = field(default_factory=dict)
 
-    def apply(self, table: str, key: bytes, value: bytes | None) -> None:
+    def apply(self, table: str, key: bytes | None, value: bytes | None) -> None:
+        """Take one changelog record; StateRecordError (and no change) if it is not valid."""
+        check_record(table, key, value)
+        assert key is not None  # check_record refuses a record without a key
         if table == OBSERVATIONS_TABLE:
             store_id, day = split_observation_day_key(key)
             if value is None:
@@ -176,6 +229,8 @@ class StateReader:
             }
         )
         self._assigned: set[tuple[str, int]] = set()
+        #: changelog topic -> records skipped because they break the layout
+        self.skipped: dict[str, int] = {}
 
     def close(self) -> None:
         self._consumer.close()
@@ -218,7 +273,11 @@ class StateReader:
                 )
             read_any = False
             for topic, partition, key, value, offset in self._poll_batch():
-                self.view.apply(self._table_of_topic[topic], key, value)
+                try:
+                    self.view.apply(self._table_of_topic[topic], key, value)
+                except StateRecordError as exc:
+                    self.skipped[topic] = self.skipped.get(topic, 0) + 1
+                    log.error("skipped state record %s[%d]@%d: %s", topic, partition, offset, exc)
                 self.view.offsets[topic][partition] = offset + 1
                 read_any = True
             if not read_any:
@@ -232,7 +291,7 @@ class StateReader:
             behind = {tp for tp in behind if self.view.offsets[tp[0]][tp[1]] < targets[tp]}
         return {topic: dict(parts) for topic, parts in self.view.offsets.items()}
 
-    def _poll_batch(self) -> Iterator[tuple[str, int, bytes, bytes | None, int]]:
+    def _poll_batch(self) -> Iterator[tuple[str, int, bytes | None, bytes | None, int]]:
         for message in self._consumer.consume(num_messages=100_000, timeout=0.2):
             error = message.error()
             if error is not None:

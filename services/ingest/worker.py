@@ -3,14 +3,18 @@
 It consumes `store-status`, `store-hours` and `store-timezones` (co-partitioned
 by store_id) and writes three changelog-backed tables whose layout is defined in
 storemon/state.py. Invalid records go to the dead-letter topic with the reason.
-Observations fall out of state once they are older than the partition's
-greatest event time minus 8 days, so state stays bounded however long it runs.
+A record found on another partition than its key's (a producer with another
+partitioner) is sent on to its key's partition and not applied here, so a
+store's state never splits over two partitions. Observations fall out of state
+as storemon/retention.py decides (per store), so state stays bounded however
+long it runs. A changelog record that breaks the state layout is skipped while
+recovering, with an error line and a metric.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,15 +25,19 @@ from storemon import config, events, prometheus
 from storemon.config import Settings
 from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs import RowError
+from storemon.kafka import input_partitions
 from storemon.logs import faust_worker
+from storemon.partitioning import partition_of
+from storemon.retention import Retention
 from storemon.state import (
     ACTIVE,
-    DAY_US,
-    HORIZON_US,
     INACTIVE,
     OBSERVATIONS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
+    StateRecordError,
+    check_day_value,
+    check_record,
     day_of,
     decode_day,
     encode_day,
@@ -40,42 +48,6 @@ from storemon.state import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class EvictionIndex:
-    """Which store-day keys each partition holds, by day, and its greatest event time.
-
-    Eviction then drops whole days once they are wholly behind the horizon,
-    without scanning the table. Keys are deleted in the context of an event of
-    their own partition, so each tombstone lands in the right changelog
-    partition. A day is dropped at most a day late, which the report ignores
-    anyway (it looks at as_of - 8 days only).
-    """
-
-    def __init__(self) -> None:
-        self._keys_by_day: defaultdict[int, defaultdict[int, set[bytes]]] = defaultdict(
-            lambda: defaultdict(set)
-        )
-        self.max_timestamp_us: dict[int, int] = {}
-
-    def add(self, partition: int, key: bytes, day: int, latest_us: int) -> None:
-        """Note `key` (a store-day) in `partition`, holding polls up to `latest_us`."""
-        self._keys_by_day[partition][day].add(key)
-        if latest_us > self.max_timestamp_us.get(partition, latest_us - 1):
-            self.max_timestamp_us[partition] = latest_us
-
-    def cutoff_us(self, partition: int) -> int | None:
-        """Observations of `partition` before this instant are out of every report."""
-        latest = self.max_timestamp_us.get(partition)
-        return None if latest is None else latest - HORIZON_US
-
-    def pop_expired(self, partition: int) -> list[bytes]:
-        cutoff = self.cutoff_us(partition)
-        days = self._keys_by_day.get(partition)
-        if cutoff is None or not days:
-            return []
-        expired_days = [day for day in days if (day + 1) * DAY_US <= cutoff]
-        return [key for day in expired_days for key in days.pop(day)]
 
 
 #: Decodes a compacted-topic record to (store_id, canonical value or None to delete).
@@ -98,6 +70,8 @@ def _faust_brokers(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings) -> faust.App:
     """The worker's Faust app, its topics, tables and agents."""
+    # The input topics' own count (they may predate the setting): what keys map to.
+    partitions = input_partitions(settings)
     faust_dir = settings.state_dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -106,7 +80,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         # Faust keeps a per-app folder even with the memory store; not in the CWD.
         datadir=str(faust_dir / f"{worker_app_id(settings)}-data"),
-        topic_partitions=settings.topic_partitions,
+        topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
         # The reporter reads the changelogs directly, so no worker needs
         # standby copies of another worker's partitions.
@@ -130,23 +104,73 @@ def create_app(settings: Settings) -> faust.App:
     hours_topic = app.topic(settings.topic(config.TOPIC_HOURS), **raw)
     zones_topic = app.topic(settings.topic(config.TOPIC_TIMEZONES), **raw)
     dlq_topic = app.topic(settings.topic(config.TOPIC_STATUS_DLQ), **raw)
-    index = EvictionIndex()
+    retention = Retention(time.monotonic)
     metrics = WorkerMetrics()
 
-    async def index_recovered_observation(event: EventT) -> None:
-        value = event.message.value
-        if value:
-            _, day = split_observation_day_key(event.message.key)
-            index.add(event.message.partition, event.message.key, day, latest_timestamp_us(value))
+    async def recover_observation_day(event: EventT) -> None:
+        """Note each store-day read back from the changelog; skip one that breaks the layout."""
+        message = event.message
+        try:
+            check_record(OBSERVATIONS_TABLE, message.key, message.value)
+        except StateRecordError as exc:
+            metrics.skipped_state_record(OBSERVATIONS_TABLE)
+            log.error(
+                "skipped state record %s[%d]@%d: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                exc,
+            )
+            return
+        store_id, day = split_observation_day_key(message.key)
+        if message.value is None:
+            retention.discard(message.partition, store_id, day)
+        else:
+            newest_us = latest_timestamp_us(message.value)
+            retention.add(message.partition, store_id, day, message.key, newest_us)
 
     observations = app.Table(
         OBSERVATIONS_TABLE,
-        partitions=settings.topic_partitions,
-        on_changelog_event=index_recovered_observation,
+        partitions=partitions,
+        on_changelog_event=recover_observation_day,
         **raw_table,
     )
-    schedules = app.Table(SCHEDULES_TABLE, partitions=settings.topic_partitions, **raw_table)
-    zones = app.Table(ZONES_TABLE, partitions=settings.topic_partitions, **raw_table)
+    schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
+    zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
+
+    def held_day(key: bytes) -> bytes | None:
+        """The table's value of a store-day; None if absent or not a valid day value."""
+        held = observations.get(key)
+        try:
+            if held is not None:
+                check_day_value(held)
+        except StateRecordError:
+            return None  # skipped when recovered (and counted); overwritten now
+        return held
+
+    async def sent_to_its_partition(event: EventT, topic: faust.TopicT) -> bool:
+        """Whether the record belongs to another partition, and was sent on there.
+
+        Its key decides (every storemon producer keys a record by its store_id); a
+        record whose key does not match its store is rejected where it lands.
+        """
+        message = event.message
+        if message.key is None:
+            return False
+        owner = partition_of(message.key, partitions)
+        if owner == message.partition:
+            return False
+        await topic.send(key=message.key, value=message.value, partition=owner)
+        metrics.routed(message.topic)
+        log.warning(
+            "record %s[%d]@%d belongs to partition %d (murmur2 of its key): sent on there",
+            message.topic,
+            message.partition,
+            message.offset,
+            owner,
+            extra={"store_id": message.key.decode(errors="replace")},
+        )
+        return True
 
     async def reject(event: EventT, error: RowError, raw: bytes | str | None = None) -> None:
         """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
@@ -175,6 +199,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
         async for event in stream.events():
+            if await sent_to_its_partition(event, status_topic):
+                continue
             try:
                 batch = events.decode_observations(event.message.key, event.message.value)
             except RowError as error:
@@ -184,25 +210,29 @@ def create_app(settings: Settings) -> faust.App:
                 await reject(event, error, raw_entry)
             metrics.accepted(event.message.topic, len(batch.observations))
             partition = event.message.partition
-            cutoff = index.cutoff_us(partition)
+            store_id = batch.store_id
+            cutoff = retention.cutoff_us(partition, store_id)
             # The batch's polls by day; in record order, so a later entry wins.
             polls_by_day: dict[int, dict[int, bytes]] = {}
             for observation in batch.observations:
                 if cutoff is not None and observation.timestamp_us < cutoff:
-                    continue  # Older than every report window: accepted, nothing to keep.
+                    continue  # Older than the store keeps: accepted, nothing to keep.
                 status = ACTIVE if observation.status == "active" else INACTIVE
                 day = day_of(observation.timestamp_us)
                 polls_by_day.setdefault(day, {})[observation.timestamp_us] = status
             for day, polls in polls_by_day.items():
-                key = observation_day_key(batch.store_id, day)
-                held = observations.get(key)
+                key = observation_day_key(store_id, day)
+                held = held_day(key)
                 merged = {**decode_day(held), **polls} if held else polls
                 value = encode_day(merged)
                 # A replayed or duplicated poll changes nothing, so it writes nothing.
                 if value != held:
                     observations[key] = value
-                    index.add(partition, key, day, latest_timestamp_us(value))
-            for expired in index.pop_expired(partition):
+                    retention.add(partition, store_id, day, key, latest_timestamp_us(value))
+            for expired in (
+                *retention.pop_expired(partition, store_id),
+                *retention.pop_stale(partition),
+            ):
                 observations.pop(expired, None)
 
     def keep_latest_per_store(topic: faust.TopicT, table: faust.Table, decode: Decoder) -> None:
@@ -210,6 +240,8 @@ def create_app(settings: Settings) -> faust.App:
 
         async def absorb(stream: StreamT) -> None:
             async for event in stream.events():
+                if await sent_to_its_partition(event, topic):
+                    continue
                 try:
                     store_id, value = decode(event.message.key, event.message.value)
                 except RowError as error:
@@ -228,7 +260,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/metrics")
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        greatest_event_time_us = max(index.max_timestamp_us.values(), default=None)
+        greatest_event_time_us = max(retention.max_timestamp_us.values(), default=None)
         return web.text(
             metrics.render(observations.items(), greatest_event_time_us),
             headers={"Content-Type": prometheus.CONTENT_TYPE},

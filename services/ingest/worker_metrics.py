@@ -16,7 +16,7 @@ from storemon import events
 from storemon import metric_names as names
 from storemon.inputs import RowError
 from storemon.prometheus import family, labels
-from storemon.state import POLL_BYTES, split_observation_day_key
+from storemon.state import POLL_BYTES, StateRecordError, split_observation_day_key
 
 #: `observations.17.status` -> `observations.status`: one label value per field, not per entry.
 _ENTRY_INDEX = re.compile(r"\.\d+")
@@ -24,13 +24,22 @@ _ENTRY_INDEX = re.compile(r"\.\d+")
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        #: (topic, "accepted" / "rejected") -> polls, schedules or zones
+        #: (topic, "accepted" / "rejected" / "routed") -> polls, schedules or zones
         self.events: Counter[tuple[str, str]] = Counter()
         #: (topic, field blamed) -> rejections
         self.rejections: Counter[tuple[str, str]] = Counter()
+        #: table -> changelog records skipped for breaking the state layout
+        self.skipped_state_records: Counter[str] = Counter()
 
     def accepted(self, topic: str, count: int = 1) -> None:
         self.events[(topic, "accepted")] += count
+
+    def routed(self, topic: str) -> None:
+        """A record found on another partition than its key's, sent on to that one."""
+        self.events[(topic, "routed")] += 1
+
+    def skipped_state_record(self, table: str) -> None:
+        self.skipped_state_records[table] += 1
 
     def rejected(self, topic: str, error: RowError) -> None:
         self.events[(topic, "rejected")] += 1
@@ -48,7 +57,10 @@ class WorkerMetrics:
         stores: set[str] = set()
         polls = 0
         for key, value in observation_days:
-            stores.add(split_observation_day_key(key)[0])
+            try:
+                stores.add(split_observation_day_key(key)[0])
+            except StateRecordError:
+                continue  # skipped (and counted) when it was recovered
             polls += len(value) // POLL_BYTES
         lines: list[str] = []
         family(lines, names.WORKER_EVENTS, "counter", "Records (polls: batch entries) consumed.")
@@ -57,6 +69,14 @@ class WorkerMetrics:
         family(lines, names.WORKER_REJECTED, "counter", "Rejections sent to the dead-letter topic.")
         for (topic, field), count in sorted(self.rejections.items()):
             lines.append(f"{names.WORKER_REJECTED}{labels(topic=topic, field=field)} {count}")
+        family(
+            lines,
+            names.WORKER_STATE_RECORDS_SKIPPED,
+            "counter",
+            "Changelog records skipped while recovering: they break the state layout.",
+        )
+        for table, count in sorted(self.skipped_state_records.items()):
+            lines.append(f"{names.WORKER_STATE_RECORDS_SKIPPED}{labels(table=table)} {count}")
         family(lines, names.WORKER_STORES, "gauge", "Stores with polls in this worker's state.")
         lines.append(f"{names.WORKER_STORES} {len(stores)}")
         family(lines, names.WORKER_OBSERVATIONS, "gauge", "Polls in this worker's state.")

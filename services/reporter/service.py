@@ -319,6 +319,9 @@ class Reporter:
                     )
             except (TimeoutError, KafkaException, RuntimeError) as exc:
                 log.warning("following the workers' state: %s", exc)
+            except Exception:
+                # Never end without a word: the next report's catch-up meets it again.
+                log.exception("following the workers' state failed")
             await _wait(stop, _FOLLOW_STATE_EVERY_S)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:

@@ -16,6 +16,7 @@ import pytest
 from storemon import config
 from storemon.kafka import make_producer
 from storemon.lag import consumer_lag, reporter_group
+from storemon.state import OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE, changelog_topic
 
 from .services import wait_until
 from .stack import Stack, completed, data_arguments, eventually, report_json, trigger
@@ -154,3 +155,30 @@ async def test_a_report_whose_reporter_is_killed_mid_report_is_completed_by_the_
     assert summary["attempts"] >= 2
     async with http.get(f"/reports/{report_id}.csv") as response:
         assert await response.read() == stack.expected_csv
+
+
+async def test_state_records_that_break_the_layout_leave_reports_whole(stack, http):
+    """Hardening issue, item 3: one bad changelog record ended the reporter's state
+    following without a word, and made a restarted reporter exit."""
+    producer = make_producer(stack.settings)
+    for table, key, value in (
+        (OBSERVATIONS_TABLE, b"garbage", b"x"),
+        (SCHEDULES_TABLE, b"unknown-store", b"{not json"),
+        (ZONES_TABLE, b"unknown-store", b"Not/AZone"),
+    ):
+        producer.produce(changelog_topic(stack.settings, table), value, key, partition=0)
+    assert producer.flush(30) == 0
+
+    async def report_csv() -> bytes:
+        report_id = await trigger(http)
+        await completed(http, report_id, stack)
+        async with http.get(f"/reports/{report_id}.csv") as response:
+            return await response.read()
+
+    assert await report_csv() == stack.expected_csv  # the reporter that was following
+    reporter = stack.processes["reporter"]
+    assert "skipped state record" in reporter.log_path.read_text()
+    reporter.stop()
+    stack.start("reporter", "reporter")  # reads the changelogs from their start
+    assert await report_csv() == stack.expected_csv
+    stack.assert_running()

@@ -10,8 +10,16 @@ from confluent_kafka.admin import AdminClient
 
 from storemon import events
 from storemon.inputs import HoursRow, Observation
-from storemon.kafka import ensure_topics, make_producer
-from storemon.state import HORIZON_US, worker_app_id
+from storemon.kafka import end_offsets, ensure_topics, make_producer, read_range
+from storemon.partitioning import partition_of
+from storemon.retention import RETAINED_US
+from storemon.state import (
+    OBSERVATIONS_TABLE,
+    SCHEDULES_TABLE,
+    ZONES_TABLE,
+    changelog_topic,
+    worker_app_id,
+)
 
 from .services import (
     ServiceProcess,
@@ -108,29 +116,165 @@ def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deploy
     assert events.decode_schedule(b"a", probe.view().schedules["a"]) == ("a", nine_to_five)
 
 
-def test_three_weeks_of_polls_leave_only_the_last_eight_days(deployment):
+def test_four_weeks_of_polls_leave_only_what_reports_of_the_last_eight_days_need(deployment):
     settings, start_worker, probe = deployment
-    polls = hourly_polls(stores=12, hours=21 * 24, seed=4)
+    polls = hourly_polls(stores=12, hours=28 * 24, seed=4)
     produce_observations(settings, sorted(polls, key=lambda p: p.timestamp_us))
     worker = start_worker()
-    newest = max(p.timestamp_us for p in polls)
-    in_horizon = expected_view(p for p in polls if p.timestamp_us >= newest - HORIZON_US)
+    newest = {
+        store: max(p.timestamp_us for p in polls if p.store_id == store)
+        for store in {p.store_id for p in polls}
+    }
+    retained = expected_view(p for p in polls if p.timestamp_us >= newest[p.store_id] - RETAINED_US)
 
     def evicted() -> bool:
         held = probe.view().observations
-        # Eviction drops whole UTC days once they are wholly behind the horizon:
-        # everything in the last 8 days is kept, nothing older than 9 days is.
-        return (
-            all(
-                set(in_horizon[store].items()) <= set(held.get(store, {}).items())
-                for store in in_horizon
-            )
-            and min(min(polls_of) for polls_of in held.values()) >= newest - HORIZON_US - DAY_US
+        # Eviction drops whole UTC days once they are wholly behind a store's own
+        # horizon: its last 16 days are kept, nothing older than 17 days is.
+        return all(
+            set(retained[store].items()) <= set(held.get(store, {}).items())
+            and min(held[store]) >= newest[store] - RETAINED_US - DAY_US
+            for store in retained
         )
 
-    wait_until(evicted, 180, "state to hold exactly the last 8 days", worker.log_tail())
+    wait_until(evicted, 180, "state to hold exactly the last 16 days", worker.log_tail())
     held_count = probe.view().observation_count()
-    assert held_count < len(polls) / 2, "older observations were not evicted"
+    assert held_count < len(polls) * 0.7, "older observations were not evicted"
+
+
+def test_one_poll_far_newer_than_the_rest_evicts_no_other_store(deployment):
+    """Hardening issue, item 1: eviction counted back from a partition's newest poll let
+    one poll dated today wipe a year-old data set's other stores out of that partition."""
+    settings, start_worker, probe = deployment
+    polls = hourly_polls(stores=16, hours=8 * 24, seed=7)
+    today = Observation("store-000", events.now_us(), "active")
+    produce_observations(settings, [*polls, today])
+    worker = start_worker()
+    # store-000's own old polls are behind its own new horizon; every other store
+    # keeps all of its polls, whichever partition it shares with store-000.
+    expected = expected_view(p for p in polls if p.store_id != "store-000")
+    expected["store-000"] = {today.timestamp_us: True}
+    wait_until(lambda: state_equals(probe, expected), 120, "every store's polls", worker.log_tail())
+
+
+def _changelog_partitions_of(settings, table: str, key: bytes) -> set[int]:
+    topic = changelog_topic(settings, table)
+    return {
+        message.partition()
+        for message in read_range(settings, topic, {}, end_offsets(settings, topic))
+        if message.key() == key
+    }
+
+
+def test_records_on_another_partition_than_their_keys_go_to_their_keys_partition(deployment):
+    """Item 2: a producer with another partitioner must not split a store's state."""
+    settings, start_worker, probe = deployment
+    ensure_topics(settings)
+    store = "wrong-partition-store"
+    owner = partition_of(store.encode(), settings.topic_partitions)
+    elsewhere = (owner + 1) % settings.topic_partitions
+    poll = Observation(store, START_US, "inactive")
+    producer = make_producer(settings)
+    for topic, value in (
+        ("store-status", events.encode_observation(poll)),
+        ("store-hours", events.encode_schedule(store, [])),
+        ("store-timezones", events.encode_zone(store, "Asia/Tokyo")),
+    ):
+        producer.produce(settings.topic(topic), value, store.encode(), partition=elsewhere)
+    assert producer.flush(30) == 0
+    worker = start_worker()
+
+    def settled() -> bool:
+        view = probe.view()
+        return (
+            view.observations == expected_view([poll])
+            and view.zones == {store: "Asia/Tokyo"}
+            and store in view.schedules
+        )
+
+    wait_until(settled, 120, "the store's state", worker.log_tail())
+    key = store.encode()
+    assert _changelog_partitions_of(settings, OBSERVATIONS_TABLE, f"{store} 19375".encode()) == {
+        owner
+    }
+    assert _changelog_partitions_of(settings, SCHEDULES_TABLE, key) == {owner}
+    assert _changelog_partitions_of(settings, ZONES_TABLE, key) == {owner}
+    status_topic = settings.topic("store-status")
+    routed = [
+        message.partition()
+        for message in read_range(settings, status_topic, {}, end_offsets(settings, status_topic))
+    ]
+    assert sorted(routed) == sorted([elsewhere, owner]), "sent on once, to its key's partition"
+
+
+def _metrics_text(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return answer.read().decode()
+    except OSError:
+        return None
+
+
+def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
+    """Item 3: one bad changelog record stopped the state readers and a restarted worker."""
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    port = free_port()
+    env = service_env(kafka_bootstrap, topic_prefix, STOREMON_WORKER_METRICS_PORT=str(port))
+    first = Observation("s1", START_US, "active")
+    produce_observations(settings, [first])
+    probe = StateProbe(settings)
+    worker = ServiceProcess(["worker"], env, tmp_path, "worker-1")
+    try:
+        wait_until(
+            lambda: probe.view().observations == expected_view([first]),
+            120,
+            "the first poll",
+            worker.log_tail(),
+        )
+        worker.stop()
+        # What storemon never writes, but anyone who can write a changelog can.
+        day = START_US // DAY_US
+        bad = {
+            OBSERVATIONS_TABLE: [(b"garbage", b"x"), (f"s1 {day}".encode(), b"not 9 bytes")],
+            SCHEDULES_TABLE: [(b"s1", b"{not json")],
+            ZONES_TABLE: [(b"s1", b"Not/AZone")],
+        }
+        producer = make_producer(settings)
+        for table, records in bad.items():
+            for key, value in records:
+                producer.produce(changelog_topic(settings, table), value, key, partition=0)
+        assert producer.flush(30) == 0
+        view = probe.view()  # raised ValueError ("invalid literal for int()") before
+        assert sum(probe.reader.skipped.values()) == 4
+        assert view.zones == {} and view.schedules == {}
+        assert view.observations == expected_view([first]), "a skipped record changes nothing"
+
+        worker = ServiceProcess(["worker"], env, tmp_path, "worker-2")
+        text = wait_until(
+            lambda: (m := _metrics_text(port)) and 'skipped_total{table="observations"}' in m and m,
+            120,
+            "the restarted worker's /metrics after recovery",
+            worker.log_tail(),
+        )
+        assert (
+            'storemon_worker_state_records_skipped_total{table="observations"} 2' in text
+        ), text
+        # A new poll of the day whose value is bad replaces that value.
+        second = Observation("s1", START_US + HOUR_US, "inactive")
+        produce_observations(settings, [second])
+        wait_until(
+            lambda: probe.view().observations == expected_view([second]),
+            120,
+            "the day rewritten",
+            worker.log_tail(),
+        )
+        assert worker.process.poll() is None, worker.log_tail()
+        assert "skipped state record" in worker.log_path.read_text()
+    finally:
+        worker.stop()
+        probe.close()
 
 
 def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment):

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from storemon import events
-from storemon.ingest.worker import EvictionIndex
 from storemon.inputs import HoursRow, Observation, RowError
 from storemon.schemas import (
     STATUS_BATCH,
@@ -14,7 +13,6 @@ from storemon.schemas import (
     STORE_TIMEZONE,
     schema_errors,
 )
-from storemon.state import DAY_US, HORIZON_US
 
 HOUR_US = 3600 * 1_000_000
 
@@ -172,23 +170,6 @@ def test_dlq_records_are_valid_by_their_schema():
     record = json.loads(events.dlq_record("f.csv", 3, "status", "bad", b"\xff,raw"))
     assert schema_errors("dlq-record", record) == []
     assert record["raw"] == "\ufffd,raw"
-
-
-def test_eviction_drops_whole_days_once_behind_the_horizon_per_partition():
-    index = EvictionIndex()
-    first_day = 19_000
-    for day in range(first_day, first_day + 10):
-        for hour in range(24):
-            index.add(0, f"s{hour} {day}".encode(), day, day * DAY_US + hour * HOUR_US)
-    index.add(1, b"other", first_day, first_day * DAY_US)
-    cutoff = (first_day + 10) * DAY_US - HOUR_US - HORIZON_US
-    expired = index.pop_expired(0)
-    expired_days = sorted({int(key.split()[1]) for key in expired})
-    # Every UTC day that ends at or before the cutoff, each store-day key once.
-    assert expired_days == list(range(first_day, cutoff // DAY_US))
-    assert len(expired) == 24 * len(expired_days)
-    assert index.pop_expired(0) == []
-    assert index.pop_expired(1) == [], "partition 1 has its own, older horizon"
 
 
 def test_a_dead_letter_of_a_huge_record_keeps_its_start_and_fits_in_a_kafka_record():

@@ -1,5 +1,6 @@
 """The store-day value layout shared by the worker and the reporter (storemon/state.py)."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,6 +10,9 @@ from storemon.state import (
     DAY_US,
     INACTIVE,
     OBSERVATIONS_TABLE,
+    SCHEDULES_TABLE,
+    ZONES_TABLE,
+    StateRecordError,
     StateView,
     day_of,
     decode_day,
@@ -54,3 +58,32 @@ def test_the_view_and_the_snapshot_see_the_same_polls_in_time_order():
     assert observations.store_index.tolist() == [0, 0, 0]
     assert observations.timestamp_us.tolist() == list(expected)
     assert observations.active.tolist() == list(expected.values())
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [
+        (OBSERVATIONS_TABLE, b"garbage", encode_day({19_000 * DAY_US: ACTIVE})),
+        (OBSERVATIONS_TABLE, b"s notaday", encode_day({19_000 * DAY_US: ACTIVE})),
+        (OBSERVATIONS_TABLE, None, encode_day({19_000 * DAY_US: ACTIVE})),
+        (OBSERVATIONS_TABLE, b"\xff 19000", encode_day({19_000 * DAY_US: ACTIVE})),
+        (OBSERVATIONS_TABLE, b" 19000", encode_day({19_000 * DAY_US: ACTIVE})),
+        (OBSERVATIONS_TABLE, b"s 19000", b"x"),
+        (OBSERVATIONS_TABLE, b"s 19000", b""),
+        (OBSERVATIONS_TABLE, b"s 19000", b"\0" * 8 + b"z"),
+        (SCHEDULES_TABLE, b"s", b"{not json"),
+        (SCHEDULES_TABLE, b"s", b'{"store_id": "other", "hours": []}'),
+        (SCHEDULES_TABLE, None, b'{"store_id": "s", "hours": []}'),
+        (ZONES_TABLE, b"s", b"Not/AZone"),
+        (ZONES_TABLE, b"s", b"\xff"),
+        (ZONES_TABLE, b"has space", b"UTC"),
+    ],
+)
+def test_a_record_that_breaks_the_layout_is_refused_and_changes_nothing(table, key, value):
+    view = StateView()
+    view.apply(OBSERVATIONS_TABLE, b"s 19000", encode_day({19_000 * DAY_US + 1: INACTIVE}))
+    view.apply(ZONES_TABLE, b"s", b"Europe/Paris")
+    before = (view.observations, dict(view.zones), dict(view.schedules))
+    with pytest.raises(StateRecordError):
+        view.apply(table, key, value)
+    assert (view.observations, dict(view.zones), dict(view.schedules)) == before

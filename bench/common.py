@@ -61,8 +61,9 @@ class Deployment:
             "STOREMON_API_HOST": host,
             "STOREMON_API_PORT": str(port),
             "STOREMON_LOG_LEVEL": "info",
-            # Several processes on one host: no worker /metrics port to collide on.
+            # Several processes on one host: no /metrics port to collide on.
             "STOREMON_WORKER_METRICS_PORT": "0",
+            "STOREMON_REPORTER_METRICS_PORT": "0",
         }
         return cls(settings, env, f"http://{host}:{port}")
 

@@ -17,6 +17,7 @@ DEFAULT_DATABASE_URL = "postgresql://storemon@127.0.0.1:55432/storemon"
 DEFAULT_API_PORT = 8080
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_WORKER_METRICS_PORT = 9101
+DEFAULT_REPORTER_METRICS_PORT = 9102
 DEFAULT_DB_SCHEMA = "public"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_REPORT_TIMEOUT_S = 300
@@ -63,6 +64,8 @@ class Settings:
     report_retention_days: int = DEFAULT_REPORT_RETENTION_DAYS
     #: Where a worker serves /metrics (on api_host); 0: it serves none.
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+    #: Where a reporter serves /metrics (on api_host); 0: it serves none.
+    reporter_metrics_port: int = DEFAULT_REPORTER_METRICS_PORT
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,6 +89,9 @@ class Settings:
             ),
             worker_metrics_port=_env_int(
                 "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT
+            ),
+            reporter_metrics_port=_env_int(
+                "STOREMON_REPORTER_METRICS_PORT", DEFAULT_REPORTER_METRICS_PORT
             ),
         )
 

@@ -44,3 +44,9 @@ WORKER_METRICS = (
     WORKER_GREATEST_EVENT_TIME,
     WORKER_STATE_RECORDS_SKIPPED,
 )
+
+# The reporter, GET /metrics on STOREMON_REPORTER_METRICS_PORT (9102): per process.
+REPORTER_REPORTS = "storemon_reporter_reports_total"
+REPORTER_STATE_RECORDS_SKIPPED = "storemon_reporter_state_records_skipped_total"
+
+REPORTER_METRICS = (REPORTER_REPORTS, REPORTER_STATE_RECORDS_SKIPPED)

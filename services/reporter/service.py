@@ -29,6 +29,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ from storemon.config import Settings
 from storemon.inputs import RowError, parse_timestamp
 from storemon.lag import reporter_group
 from storemon.logs import configure_logging
+from storemon.reporter.metrics import ReporterMetrics, serving
 from storemon.reporter.snapshot import SnapshotBuilder
 from storemon.state import StateReader
 
@@ -121,6 +123,7 @@ class Reporter:
         self._pool = pool
         self._stop = stop
         self._state = StateReader(settings)
+        self.metrics = ReporterMetrics(self._state.skipped)
         # The reader is not thread-safe: one catch-up (or snapshot) at a time.
         self._state_lock = asyncio.Lock()
         self._snapshots = SnapshotBuilder()
@@ -196,6 +199,7 @@ class Reporter:
                 exc.reason,
                 extra=_report_context(exc.report_id),
             )
+            self.metrics.reports["failed"] += 1
             if exc.report_id is not None:
                 invalid_id, reason = exc.report_id, f"invalid request: {exc.reason}"
                 await self._database(
@@ -211,6 +215,7 @@ class Reporter:
                 "starting the report",
             )
             if row is None:
+                self.metrics.reports["skipped"] += 1
                 log.info(
                     "report %s is not Running (done, failed or deleted): skipped",
                     report_id,
@@ -225,6 +230,7 @@ class Reporter:
             # error ends the process before the offset is committed, and the
             # request is redone elsewhere.
             log.exception("report %s failed", report_id, extra=_report_context(report_id))
+            self.metrics.reports["failed"] += 1
             reason = _reason(exc)
             await self._database(
                 lambda connection: reports_db.fail_report(connection, report_id, reason),
@@ -292,6 +298,7 @@ class Reporter:
             "storing the report",
         )
         context = _report_context(request.report_id)
+        self.metrics.reports["skipped" if stored is None else "complete"] += 1
         if stored is None:
             log.info(
                 "report %s finished elsewhere meanwhile: result dropped",
@@ -382,8 +389,14 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signal_number, stop.set)
     pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=4)
     try:
-        log.info("reporter started (group %s)", reporter_group(settings))
-        await Reporter(settings, pool, stop).run()
+        reporter = Reporter(settings, pool, stop)
+        async with AsyncExitStack() as serving_metrics:
+            if settings.reporter_metrics_port:
+                await serving_metrics.enter_async_context(
+                    serving(reporter.metrics, settings.api_host, settings.reporter_metrics_port)
+                )
+            log.info("reporter started (group %s)", reporter_group(settings))
+            await reporter.run()
     finally:
         await pool.close()
 

@@ -39,6 +39,7 @@ def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, st
         STOREMON_TOPIC_PARTITIONS="4",
         # Tests run several workers on one host: /metrics only where a test asks.
         STOREMON_WORKER_METRICS_PORT="0",
+        STOREMON_REPORTER_METRICS_PORT="0",
     )
     env.update(extra)
     return env

@@ -8,6 +8,7 @@ HTTP and must equal, byte for byte, `storemon report-csv` on the same files.
 import asyncio
 import hashlib
 import json
+import re
 
 import aiohttp
 import asyncpg
@@ -18,7 +19,7 @@ from storemon.kafka import make_producer
 from storemon.lag import consumer_lag, reporter_group
 from storemon.state import OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE, changelog_topic
 
-from .services import wait_until
+from .services import ServiceProcess, free_port, wait_until
 from .stack import Stack, completed, data_arguments, eventually, report_json, trigger
 
 STORES = 200
@@ -179,6 +180,26 @@ async def test_state_records_that_break_the_layout_leave_reports_whole(stack, ht
     reporter = stack.processes["reporter"]
     assert "skipped state record" in reporter.log_path.read_text()
     reporter.stop()
-    stack.start("reporter", "reporter")  # reads the changelogs from their start
+    # Its successor reads the changelogs from their start, and counts what it skipped.
+    port = free_port()
+    stack.processes["reporter"] = ServiceProcess(
+        ["reporter"],
+        {**stack.env, "STOREMON_REPORTER_METRICS_PORT": str(port)},
+        stack.log_dir,
+        "reporter-2",
+    )
     assert await report_csv() == stack.expected_csv
     stack.assert_running()
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        metrics = await response.text()
+    assert 'storemon_reporter_reports_total{outcome="complete"} 1' in metrics
+    skipped = {
+        topic: int(count)
+        for topic, count in re.findall(
+            r'storemon_reporter_state_records_skipped_total\{topic="([^"]+)"\} (\d+)', metrics
+        )
+    }
+    assert skipped == {
+        changelog_topic(stack.settings, table): 1
+        for table in (OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
+    }

@@ -11,8 +11,13 @@ import yaml
 
 from storemon import metric_names
 from storemon.api.metrics import Metrics
-from storemon.config import DEFAULT_API_PORT
+from storemon.config import (
+    DEFAULT_API_PORT,
+    DEFAULT_REPORTER_METRICS_PORT,
+    DEFAULT_WORKER_METRICS_PORT,
+)
 from storemon.lag import PartitionLag
+from storemon.reporter.metrics import ReporterMetrics
 from storemon.reports_db import DurationBucket
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,10 +53,13 @@ def scrape_targets(prometheus: dict) -> dict[str, list[str]]:
     }
 
 
-def test_prometheus_scrapes_the_api_on_its_default_port_and_the_worker(prometheus):
+def test_prometheus_scrapes_the_api_the_worker_and_the_reporter_on_their_default_ports(
+    prometheus,
+):
     targets = scrape_targets(prometheus)
     assert targets["storemon-api"] == [f"127.0.0.1:{DEFAULT_API_PORT}/metrics"]
-    assert targets["storemon-worker"] == ["127.0.0.1:9101/metrics"]
+    assert targets["storemon-worker"] == [f"127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}/metrics"]
+    assert targets["storemon-reporter"] == [f"127.0.0.1:{DEFAULT_REPORTER_METRICS_PORT}/metrics"]
 
 
 def expressions(dashboard: dict) -> list[str]:
@@ -171,3 +179,13 @@ def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose
     assert [str(Path(target).parent) for target in dashboard_mounts] == [
         provider["options"]["path"]
     ]
+
+
+def test_the_reporter_serves_every_reporter_metric_in_the_list():
+    metrics = ReporterMetrics({"x-observations-changelog": 2})
+    metrics.reports["complete"] += 3
+    text = metrics.render()
+    assert set(rendered_families(text)) == set(metric_names.REPORTER_METRICS)
+    assert f'{metric_names.REPORTER_REPORTS}{{outcome="complete"}} 3' in text
+    skipped = metric_names.REPORTER_STATE_RECORDS_SKIPPED
+    assert f'{skipped}{{topic="x-observations-changelog"}} 2' in text

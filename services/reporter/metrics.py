@@ -1,0 +1,60 @@
+"""The reporter's `GET /metrics` (Prometheus text): the reports it ended, and the
+changelog records its state reader skipped for breaking the state layout.
+
+Counters are this process's own since it started; with several reporters, sum them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from storemon import metric_names as names
+from storemon import prometheus
+from storemon.prometheus import family, labels
+
+
+class ReporterMetrics:
+    def __init__(self, skipped_state_records: Mapping[str, int]) -> None:
+        #: "complete" / "failed" / "skipped" -> reports this process ended or passed over
+        self.reports: Counter[str] = Counter()
+        #: changelog topic -> records skipped (the state reader's own counts)
+        self._skipped = skipped_state_records
+
+    def render(self) -> str:
+        lines: list[str] = []
+        family(lines, names.REPORTER_REPORTS, "counter", "Report requests handled, by outcome.")
+        for outcome, count in sorted(self.reports.items()):
+            lines.append(f"{names.REPORTER_REPORTS}{labels(outcome=outcome)} {count}")
+        family(
+            lines,
+            names.REPORTER_STATE_RECORDS_SKIPPED,
+            "counter",
+            "Changelog records skipped while reading the state: they break its layout.",
+        )
+        for topic, count in sorted(self._skipped.items()):
+            lines.append(f"{names.REPORTER_STATE_RECORDS_SKIPPED}{labels(topic=topic)} {count}")
+        return "\n".join(lines) + "\n"
+
+
+@asynccontextmanager
+async def serving(metrics: ReporterMetrics, host: str, port: int) -> AsyncIterator[None]:
+    """Serve `metrics` at http://host:port/metrics for the time of the `async with`."""
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.render().encode(), headers={"Content-Type": prometheus.CONTENT_TYPE}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield
+    finally:
+        await runner.cleanup()

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.reporter.snapshot import SnapshotBuilder
+from storemon.reporter.snapshot import SnapshotBuilder
 from storemon.state import (
     ACTIVE,
     DAY_US,

@@ -60,7 +60,10 @@ def _check_token(request: web.Request) -> None:
     if token is None:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+    # Bytes: compare_digest refuses non-ASCII str. aiohttp decodes header bytes that are
+    # not UTF-8 with surrogateescape, which gives them back unchanged here.
+    given_bytes = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
         raise ApiError(
             401,
             "unauthorized",

@@ -1,0 +1,80 @@
+"""Formula store ids (CSV injection) over HTTP and through `storemon load`, on real servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from storemon.config import Settings
+
+from .api_process import JSON_TYPE, ApiStarter, call
+from .services import STOREMON, service_env, settings_for
+from .test_load import read_topic
+
+WHY = "a spreadsheet would run it as a formula (CSV injection)"
+
+
+def test_post_events_rejects_formula_store_ids_and_dead_letters_them(
+    api_process: ApiStarter, report_settings: Settings
+):
+    url = api_process()
+    body = (
+        b'[{"store_id":"=1+1","timestamp_utc":"2023-01-25T18:00:00Z","status":"active"},'
+        b'{"store_id":"s1","timestamp_utc":"2023-01-25T18:00:00Z","status":"active"}]'
+    )
+    answer = call(url, "POST", "/events", body=body, headers=JSON_TYPE)
+    assert answer.status == 200, answer.body
+    result = answer.json()
+    assert (result["accepted"], result["rejected"]) == (1, 1)
+    assert result["errors"] == [
+        {"index": 0, "line": None, "field": "store_id", "reason": f"begins with '=': {WHY}"}
+    ]
+    [dead] = read_topic(report_settings, "store-status-dlq", 1)
+    letter = json.loads(dead.value())
+    assert (letter["field"], letter["reason"]) == ("store_id", f"begins with '=': {WHY}")
+
+
+def test_a_report_for_formula_store_ids_is_refused_with_400(api_process: ApiStarter):
+    url = api_process()
+    for prefix in "=+-@":
+        answer = call(
+            url,
+            "POST",
+            "/trigger_report",
+            body=json.dumps({"store_ids": ["s1", f"{prefix}1"]}).encode(),
+            headers=JSON_TYPE,
+        )
+        assert answer.status == 400, answer.body
+        assert answer.json()["error"]["message"] == f"store_ids: begins with '{prefix}': {WHY}"
+    query = call(url, "GET", "/trigger_report?store_ids=s1,%40SUM(A1)")
+    assert query.status == 400, query.body
+
+
+def test_load_dead_letters_formula_rows_by_file_and_line(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+):
+    status = tmp_path / "status.csv"
+    status.write_text(
+        "store_id,status,timestamp_utc\n"
+        "s1,active,2023-01-22T12:00:00Z\n"
+        "-2+3,active,2023-01-22T12:00:00Z\n"
+    )
+    run = subprocess.run(
+        [*STOREMON, "load", "--no-progress", "--status", str(status)],
+        env=service_env(kafka_bootstrap, topic_prefix),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "status.csv: 2 rows, 1 accepted into store-status, 1 rejected" in run.stderr
+    [dead] = read_topic(settings_for(kafka_bootstrap, topic_prefix), "store-status-dlq", 1)
+    letter = json.loads(dead.value())
+    assert (letter["source"].rsplit("/", 1)[-1], letter["line"], letter["field"]) == (
+        "status.csv",
+        3,
+        "store_id",
+    )
+    assert letter["reason"] == f"begins with '-': {WHY}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +31,72 @@ TOPIC_REPORT_REQUESTS = "report-requests"
 TOPIC_STATUS_DLQ = "store-status-dlq"
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+#: Log levels of the services (STOREMON_LOG_LEVEL, --loglevel), any case.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
+#: Below this, not even one record of a few fields fits in a request body.
+MIN_MAX_BODY_BYTES = 1024
+#: Kafka topic names are at most 249 characters of [a-zA-Z0-9._-]; the prefix leaves room
+#: for the longest name storemon derives from it (a Faust changelog topic).
+MAX_TOPIC_PREFIX_CHARS = 200
+_TOPIC_PREFIX_RE = re.compile(r"[a-zA-Z0-9._-]*")
+#: PostgreSQL truncates identifiers beyond this many bytes.
+MAX_DB_SCHEMA_BYTES = 63
+DATABASE_URL_SCHEMES = ("postgres://", "postgresql://")
+
+
+class SettingsError(ValueError):
+    """A setting of the environment is invalid: one line naming the variable, the value
+    and what is allowed."""
+
+
+def _invalid(variable: str, value: object, allowed: str) -> str:
+    return f"{variable}={value!r} is invalid: {allowed}"
+
+
+@dataclass(frozen=True)
+class IntSetting:
+    """An integer setting: its variable, default and allowed range (`high` None: no limit)."""
+
+    variable: str
+    default: int
+    low: int
+    high: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        if self.high is None:
+            return f"must be an integer of at least {self.low}"
+        return f"must be an integer from {self.low} to {self.high}"
+
+    def read(self) -> int:
+        raw = os.environ.get(self.variable)
+        if raw is None or raw == "":
+            return self.default
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(_invalid(self.variable, raw, self.allowed)) from None
+
+    def problem(self, value: int) -> str | None:
+        """Why `value` is out of range, or None."""
+        if value < self.low or (self.high is not None and value > self.high):
+            return _invalid(self.variable, str(value), self.allowed)
+        return None
+
+
+API_PORT = IntSetting("STOREMON_API_PORT", DEFAULT_API_PORT, 1, 65535)
+TOPIC_PARTITIONS = IntSetting("STOREMON_TOPIC_PARTITIONS", 4, 1)
+TOPIC_REPLICATION = IntSetting("STOREMON_TOPIC_REPLICATION", 1, 1)
+MAX_BODY_BYTES = IntSetting("STOREMON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES)
+REPORT_TIMEOUT_S = IntSetting("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S, 1)
+REPORT_RETENTION_DAYS = IntSetting(
+    "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS, 1
+)
+#: 0: the worker serves no /metrics.
+WORKER_METRICS_PORT = IntSetting(
+    "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 0, 65535
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +111,8 @@ class Settings:
     ingest_token: str | None
     # Settings of the reporter and the API; defaults so code that builds a
     # Settings by hand for other services need not name them.
+    #: Log level of the services (one of LOG_LEVELS, lower case).
+    log_level: str = DEFAULT_LOG_LEVEL
     api_host: str = DEFAULT_API_HOST
     #: PostgreSQL schema of the reports table (one per deployment or test).
     db_schema: str = DEFAULT_DB_SCHEMA
@@ -66,28 +127,96 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
+        """The settings of the environment, validated (SettingsError names a bad one)."""
+        settings = cls(
             kafka_bootstrap_servers=os.environ.get(
                 "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP
             ),
             database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            api_port=_env_int("STOREMON_API_PORT", DEFAULT_API_PORT),
+            api_port=API_PORT.read(),
             topic_prefix=os.environ.get("STOREMON_TOPIC_PREFIX", ""),
-            topic_partitions=_env_int("STOREMON_TOPIC_PARTITIONS", 4),
-            topic_replication_factor=_env_int("STOREMON_TOPIC_REPLICATION", 1),
+            topic_partitions=TOPIC_PARTITIONS.read(),
+            topic_replication_factor=TOPIC_REPLICATION.read(),
             state_dir=Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR))),
             ingest_token=os.environ.get("STOREMON_INGEST_TOKEN") or None,
+            log_level=(os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL).lower(),
             api_host=os.environ.get("STOREMON_API_HOST", DEFAULT_API_HOST),
             db_schema=os.environ.get("STOREMON_DB_SCHEMA", DEFAULT_DB_SCHEMA),
-            max_body_bytes=_env_int("STOREMON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            report_timeout_s=_env_int("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S),
-            report_retention_days=_env_int(
-                "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS
-            ),
-            worker_metrics_port=_env_int(
-                "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT
-            ),
+            max_body_bytes=MAX_BODY_BYTES.read(),
+            report_timeout_s=REPORT_TIMEOUT_S.read(),
+            report_retention_days=REPORT_RETENTION_DAYS.read(),
+            worker_metrics_port=WORKER_METRICS_PORT.read(),
         )
+        settings.validate()
+        return settings
+
+    def problems(self) -> list[str]:
+        """Every setting out of its allowed range, one message each (empty when valid)."""
+        found = [
+            problem
+            for value, setting in (
+                (self.api_port, API_PORT),
+                (self.topic_partitions, TOPIC_PARTITIONS),
+                (self.topic_replication_factor, TOPIC_REPLICATION),
+                (self.max_body_bytes, MAX_BODY_BYTES),
+                (self.report_timeout_s, REPORT_TIMEOUT_S),
+                (self.report_retention_days, REPORT_RETENTION_DAYS),
+                (self.worker_metrics_port, WORKER_METRICS_PORT),
+            )
+            if (problem := setting.problem(value)) is not None
+        ]
+        servers = self.kafka_bootstrap_servers.split(",")
+        if not all(server.strip() for server in servers):
+            found.append(
+                _invalid(
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    self.kafka_bootstrap_servers,
+                    "must be host:port[,host:port...]",
+                )
+            )
+        if not self.database_url.startswith(DATABASE_URL_SCHEMES):
+            found.append(
+                _invalid(
+                    "DATABASE_URL",
+                    self.database_url,
+                    "must begin with postgresql:// or postgres://",
+                )
+            )
+        if (
+            _TOPIC_PREFIX_RE.fullmatch(self.topic_prefix) is None
+            or len(self.topic_prefix) > MAX_TOPIC_PREFIX_CHARS
+        ):
+            found.append(
+                _invalid(
+                    "STOREMON_TOPIC_PREFIX",
+                    self.topic_prefix,
+                    f"must be at most {MAX_TOPIC_PREFIX_CHARS} of the characters Kafka allows "
+                    "in topic names: letters, digits, '.', '_' and '-'",
+                )
+            )
+        if self.log_level not in LOG_LEVELS:
+            found.append(
+                _invalid(
+                    "STOREMON_LOG_LEVEL", self.log_level, f"must be one of {', '.join(LOG_LEVELS)}"
+                )
+            )
+        if not self.api_host.strip():
+            found.append(_invalid("STOREMON_API_HOST", self.api_host, "must name an address"))
+        if not self.db_schema or len(self.db_schema.encode()) > MAX_DB_SCHEMA_BYTES:
+            found.append(
+                _invalid(
+                    "STOREMON_DB_SCHEMA",
+                    self.db_schema,
+                    f"must be a PostgreSQL schema name of 1 to {MAX_DB_SCHEMA_BYTES} bytes",
+                )
+            )
+        return found
+
+    def validate(self) -> None:
+        """SettingsError, one line naming every invalid setting, unless all are valid."""
+        found = self.problems()
+        if found:
+            raise SettingsError("; ".join(found))
 
     def topic(self, name: str) -> str:
         """The deployment's name for a logical topic or consumer group."""

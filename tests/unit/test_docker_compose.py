@@ -18,7 +18,9 @@ def compose():
 
 
 def environment_variables_read_by_the_code() -> set[str]:
-    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|_env_int)\(?\s*["']([A-Z_]+)["']""")
+    pattern = re.compile(
+        r"""(?:os\.environ\.get|os\.environ\[|IntSetting)\(?\s*["']([A-Z_]+)["']"""
+    )
     names = set()
     for path in [*REPO.glob("storemon/**/*.py"), *REPO.glob("services/**/*.py")]:
         names.update(pattern.findall(path.read_text()))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Where `deploy/local` keeps servers' data, logs and downloads (gitignored).
@@ -99,6 +101,87 @@ WORKER_METRICS_PORT = IntSetting(
 )
 
 
+# API tokens (services/api/auth.py). `admin` includes `read` and `ingest`; those two are
+# independent of each other.
+SCOPE_INGEST = "ingest"
+SCOPE_READ = "read"
+SCOPE_ADMIN = "admin"
+SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_ADMIN)
+#: What STOREMON_INGEST_TOKEN's token is called in logs.
+INGEST_TOKEN_NAME = "STOREMON_INGEST_TOKEN"
+_TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOKEN_FORM = f"must be name:scope[+scope...]:secret, scopes among {', '.join(SCOPES)}"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the API: its name (for logs), its scopes and its secret's SHA-256.
+
+    Only the digest is kept, and requests are compared with it: digests have one length,
+    so the comparison takes the same time whatever the length of the token tried."""
+
+    name: str
+    scopes: frozenset[str]
+    secret_sha256: bytes = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, name: str, scopes: Iterable[str], secret: str) -> ApiToken:
+        return cls(name, frozenset(scopes), hashlib.sha256(secret.encode()).digest())
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or SCOPE_ADMIN in self.scopes
+
+
+def _token(entry: str, where: str) -> ApiToken:
+    """One `name:scope[+scope...]:secret`; errors never show the entry, which holds a secret."""
+    name, _, rest = entry.strip().partition(":")
+    scope_list, _, secret = rest.partition(":")
+    scopes = scope_list.split("+")
+    if not (_TOKEN_NAME_RE.fullmatch(name) and secret and set(scopes) <= set(SCOPES)):
+        raise SettingsError(f"{where} is invalid: {_TOKEN_FORM} (not shown: it holds a secret)")
+    return ApiToken.from_secret(name, scopes, secret)
+
+
+def _read_secret_file(variable: str) -> str | None:
+    path = os.environ.get(variable)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(_invalid(variable, path, f"cannot be read: {exc.strerror}")) from None
+
+
+def _api_tokens() -> tuple[ApiToken, ...]:
+    """STOREMON_TOKENS (entries separated by commas) and STOREMON_TOKENS_FILE (one per line;
+    blank lines and lines beginning with # skipped)."""
+    tokens = [
+        _token(entry, f"STOREMON_TOKENS entry {number}")
+        for number, entry in enumerate(os.environ.get("STOREMON_TOKENS", "").split(","), 1)
+        if entry.strip()
+    ]
+    text = _read_secret_file("STOREMON_TOKENS_FILE") or ""
+    tokens += [
+        _token(line, f"STOREMON_TOKENS_FILE line {number}")
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return tuple(tokens)
+
+
+def _ingest_token() -> str | None:
+    """STOREMON_INGEST_TOKEN, or the content of STOREMON_INGEST_TOKEN_FILE (stripped)."""
+    given = os.environ.get("STOREMON_INGEST_TOKEN") or None
+    from_file = _read_secret_file("STOREMON_INGEST_TOKEN_FILE")
+    if given is not None and from_file is not None:
+        raise SettingsError(
+            "STOREMON_INGEST_TOKEN and STOREMON_INGEST_TOKEN_FILE are both set: set one"
+        )
+    if from_file is not None:
+        return from_file.strip() or None
+    return given
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str
@@ -113,6 +196,8 @@ class Settings:
     # Settings by hand for other services need not name them.
     #: Log level of the services (one of LOG_LEVELS, lower case).
     log_level: str = DEFAULT_LOG_LEVEL
+    #: Tokens of STOREMON_TOKENS(_FILE); ingest_token is one more (see tokens()).
+    api_tokens: tuple[ApiToken, ...] = ()
     api_host: str = DEFAULT_API_HOST
     #: PostgreSQL schema of the reports table (one per deployment or test).
     db_schema: str = DEFAULT_DB_SCHEMA
@@ -138,8 +223,9 @@ class Settings:
             topic_partitions=TOPIC_PARTITIONS.read(),
             topic_replication_factor=TOPIC_REPLICATION.read(),
             state_dir=Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR))),
-            ingest_token=os.environ.get("STOREMON_INGEST_TOKEN") or None,
+            ingest_token=_ingest_token(),
             log_level=(os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL).lower(),
+            api_tokens=_api_tokens(),
             api_host=os.environ.get("STOREMON_API_HOST", DEFAULT_API_HOST),
             db_schema=os.environ.get("STOREMON_DB_SCHEMA", DEFAULT_DB_SCHEMA),
             max_body_bytes=MAX_BODY_BYTES.read(),
@@ -210,6 +296,25 @@ class Settings:
                     f"must be a PostgreSQL schema name of 1 to {MAX_DB_SCHEMA_BYTES} bytes",
                 )
             )
+        found += self._token_problems()
+        return found
+
+    def tokens(self) -> tuple[ApiToken, ...]:
+        """Every token of the API; none: the API is open."""
+        if self.ingest_token is None:
+            return self.api_tokens
+        legacy = ApiToken.from_secret(INGEST_TOKEN_NAME, [SCOPE_INGEST], self.ingest_token)
+        return (*self.api_tokens, legacy)
+
+    def _token_problems(self) -> list[str]:
+        tokens = self.tokens()
+        names = [token.name for token in tokens]
+        found = [
+            f"API token name {name!r} is given twice (STOREMON_TOKENS, STOREMON_TOKENS_FILE)"
+            for name in sorted({name for name in names if names.count(name) > 1})
+        ]
+        if len({token.secret_sha256 for token in tokens}) < len(tokens):
+            found.append("two API tokens have the same secret: give each its own")
         return found
 
     def validate(self) -> None:

@@ -60,6 +60,14 @@ async def drop_report_schema(connection: asyncpg.Connection, schema: str) -> Non
     await connection.execute(drop)
 
 
+API_TOKEN_VARIABLES = (
+    "STOREMON_TOKENS",
+    "STOREMON_TOKENS_FILE",
+    "STOREMON_INGEST_TOKEN",
+    "STOREMON_INGEST_TOKEN_FILE",
+)
+
+
 @pytest.fixture
 def api_process(report_settings: Settings, pool, tmp_path: Path) -> Iterator[ApiStarter]:
     """`api_process(**env)`: a `storemon api` process with that environment; its base URL.
@@ -79,7 +87,8 @@ def api_process(report_settings: Settings, pool, tmp_path: Path) -> Iterator[Api
             STOREMON_API_PORT=str(port),
             **env,
         )
-        for name in ("STOREMON_INGEST_TOKEN", "STOREMON_INGEST_TOKEN_FILE"):
+        # Only the tokens the test gives: none inherited from the environment.
+        for name in API_TOKEN_VARIABLES:
             if name not in env:
                 environment.pop(name, None)
         process = ServiceProcess(["api"], environment, tmp_path, f"api-{len(processes)}")

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 #: Where `deploy/local` keeps servers' data, logs and downloads (gitignored).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +18,10 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 # with a broker or cluster a developer already runs on the standard ones.
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = "postgresql://storemon@127.0.0.1:55432/storemon"
+#: Where deploy/local/postgres.sh keeps the application role's password, as a pgpass
+#: line (host:port:database:role:password), under the state folder.
+LOCAL_PASSFILE = Path("postgres") / "pgpass"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_PORT = 8080
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_WORKER_METRICS_PORT = 9101
@@ -182,6 +187,29 @@ def _ingest_token() -> str | None:
     return given
 
 
+def state_dir_from_env() -> Path:
+    return Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR)))
+
+
+def with_local_passfile(url: str, state_dir: Path) -> str:
+    """`url`, told to take its password from deploy/local's pgpass file (`passfile=`),
+    when it names a loopback server and gives no password, no passfile and no PGPASSFILE.
+
+    A pgpass line names its host, port, database and role, so the file gives a password
+    to deploy/local's cluster only; for any other server nothing changes. A missing file
+    (the cluster not set up yet) is ignored by asyncpg and libpq alike."""
+    parts = urlsplit(url)
+    if (
+        parts.password is not None
+        or parts.hostname not in _LOOPBACK_HOSTS
+        or "passfile" in parse_qs(parts.query)
+        or os.environ.get("PGPASSFILE")
+    ):
+        return url
+    passfile = quote(str(state_dir / LOCAL_PASSFILE), safe="/")
+    return f"{url}{'&' if parts.query else '?'}passfile={passfile}"
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str
@@ -217,12 +245,14 @@ class Settings:
             kafka_bootstrap_servers=os.environ.get(
                 "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP
             ),
-            database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=with_local_passfile(
+                os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), state_dir_from_env()
+            ),
             api_port=API_PORT.read(),
             topic_prefix=os.environ.get("STOREMON_TOPIC_PREFIX", ""),
             topic_partitions=TOPIC_PARTITIONS.read(),
             topic_replication_factor=TOPIC_REPLICATION.read(),
-            state_dir=Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR))),
+            state_dir=state_dir_from_env(),
             ingest_token=_ingest_token(),
             log_level=(os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL).lower(),
             api_tokens=_api_tokens(),

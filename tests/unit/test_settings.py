@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from storemon.config import Settings, SettingsError
+from storemon.config import (
+    DEFAULT_DATABASE_URL,
+    Settings,
+    SettingsError,
+    with_local_passfile,
+)
 
 #: Every variable Settings reads, so each test starts from the defaults.
 VARIABLES = (
@@ -25,6 +31,7 @@ VARIABLES = (
     "STOREMON_REPORT_RETENTION_DAYS",
     "STOREMON_WORKER_METRICS_PORT",
     "STOREMON_LOG_LEVEL",
+    "STOREMON_STATE_DIR",
 )
 
 
@@ -123,4 +130,45 @@ def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
     assert run.returncode == 2, run.stderr
     assert run.stderr == (
         "storemon: error: STOREMON_API_PORT='-5' is invalid: must be an integer from 1 to 65535\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://storemon@127.0.0.1:55432/storemon",
+            "postgresql://storemon@127.0.0.1:55432/storemon?passfile=/state/postgres/pgpass",
+        ),
+        (
+            "postgres://storemon@localhost:55499/storemon?sslmode=disable",
+            "postgres://storemon@localhost:55499/storemon?sslmode=disable"
+            "&passfile=/state/postgres/pgpass",
+        ),
+        # A password, a passfile of its own, another server: left as they are.
+        ("postgresql://storemon:pw@127.0.0.1:55432/storemon", None),
+        ("postgresql://storemon@127.0.0.1:55432/storemon?passfile=/mine", None),
+        ("postgresql://storemon@db.example:5432/storemon", None),
+    ],
+)
+def test_a_local_url_without_a_password_takes_deploy_locals_passfile(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str | None
+):
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    assert with_local_passfile(url, Path("/state")) == (expected or url)
+
+
+def test_pgpassfile_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PGPASSFILE", "/home/me/.pgpass")
+    url = "postgresql://storemon@127.0.0.1:55432/storemon"
+    assert with_local_passfile(url, Path("/state")) == url
+
+
+def test_the_settings_find_the_local_passfile_in_the_state_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    monkeypatch.setenv("STOREMON_STATE_DIR", str(tmp_path))
+    assert Settings.from_env().database_url == (
+        f"{DEFAULT_DATABASE_URL}?passfile={tmp_path}/postgres/pgpass"
     )

@@ -291,10 +291,12 @@ class Settings:
                 )
             )
         if not self.database_url.startswith(DATABASE_URL_SCHEMES):
+            # Only its scheme: the rest may hold a password.
+            scheme = self.database_url.partition("://")[0]
             found.append(
                 _invalid(
                     "DATABASE_URL",
-                    self.database_url,
+                    f"{scheme}://...",
                     "must begin with postgresql:// or postgres://",
                 )
             )

@@ -211,11 +211,12 @@ ALTER DATABASE $DB OWNER TO $DB;
 SQL
 }
 
-# Our pg_hba.conf and roles on a running server (a reload applies pg_hba.conf).
+# Our roles and pg_hba.conf on a running server: the password first, so that the
+# application never meets a password check before it has one; a reload applies pg_hba.conf.
 configure_running() {
+    bootstrap_db
     write_config
     psql_admin -tAc 'select pg_reload_conf()' >/dev/null
-    bootstrap_db
     app_answers || die "'$DB' cannot log in over TCP with its password (log: $LOG_FILE)"
 }
 

@@ -6,10 +6,22 @@ import json
 import subprocess
 from pathlib import Path
 
+from storemon import events
 from storemon.config import Settings
+from storemon.inputs import Observation
+from storemon.kafka import make_producer
 
 from .api_process import JSON_TYPE, ApiStarter, call
-from .services import STOREMON, service_env, settings_for
+from .services import (
+    STOREMON,
+    ServiceProcess,
+    StateProbe,
+    expected_view,
+    produce_observations,
+    service_env,
+    settings_for,
+    wait_until,
+)
 from .test_load import read_topic
 
 WHY = "a spreadsheet would run it as a formula (CSV injection)"
@@ -78,3 +90,46 @@ def test_load_dead_letters_formula_rows_by_file_and_line(
         "store_id",
     )
     assert letter["reason"] == f"begins with '-': {WHY}"
+
+
+def test_the_worker_dead_letters_topic_records_of_formula_stores(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+):
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    good = Observation("ok-store", 1_674_000_000 * 1_000_000, "active")
+    produce_observations(settings, [good])
+    producer = make_producer(settings)
+    bad = {
+        "store-status": ("=1+1", events.encode_observation(Observation("=1+1", good[1], "active"))),
+        "store-hours": ("+1", json.dumps({"store_id": "+1", "hours": []}).encode()),
+        "store-timezones": (
+            "@1",
+            json.dumps({"store_id": "@1", "timezone_str": "America/Chicago"}).encode(),
+        ),
+    }
+    for topic, (store_id, value) in bad.items():
+        producer.produce(settings.topic(topic), value, store_id.encode())
+    assert producer.flush(30) == 0
+    worker = ServiceProcess(["worker"], service_env(kafka_bootstrap, topic_prefix), tmp_path, "w")
+    probe = StateProbe(settings)
+    try:
+        wait_until(
+            lambda: probe.view().observations == expected_view([good]),
+            120,
+            "the good poll in the worker's state",
+            worker.log_tail(),
+        )
+        letters = {
+            message.key().decode(): json.loads(message.value())
+            for message in read_topic(settings, "store-status-dlq", len(bad))
+        }
+    finally:
+        worker.stop()
+        probe.close()
+    assert {store_id: letter["field"] for store_id, letter in letters.items()} == {
+        "=1+1": "store_id",
+        "+1": "store_id",
+        "@1": "store_id",
+    }
+    for store_id, letter in letters.items():
+        assert letter["reason"] == f"begins with {store_id[0]!r}: {WHY}"

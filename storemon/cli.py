@@ -19,12 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storemon.logs import level_from_env, log_level
+from storemon.config import Settings, SettingsError
+from storemon.logs import log_level
 
 if TYPE_CHECKING:
     from storemon.inputs import BadRow
 
 PROG = "storemon"
+#: Exit status of a command refused for an invalid setting: a usage error, like argparse's.
+SETTINGS_ERROR_STATUS = 2
 #: At most this many bad rows are listed per file; the rest are counted.
 _BAD_ROWS_SHOWN = 10
 # glibc mallopt(3) parameters.
@@ -192,20 +195,16 @@ def _generate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def _settings() -> Any:
-    from storemon.config import Settings
-
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def _add_loglevel(parser: argparse.ArgumentParser) -> None:
     """`--loglevel` of a service; its logs are JSON lines on stderr (storemon/logs.py)."""
-    parser.add_argument("--loglevel", type=log_level, default=level_from_env(), metavar="LEVEL",
+    parser.add_argument("--loglevel", type=log_level, metavar="LEVEL",
                         help="debug, info, warning or error (default: STOREMON_LOG_LEVEL, "
                              "else info)")
+
+
+def _loglevel(args: argparse.Namespace, settings: Settings) -> str:
+    """The service's log level: --loglevel, else the setting."""
+    return str(args.loglevel or settings.log_level)
 
 
 def _add_create_topics(subcommands: Any) -> None:
@@ -222,7 +221,7 @@ def _add_create_topics(subcommands: Any) -> None:
 def _create_topics(args: argparse.Namespace) -> int:
     from storemon.kafka import ensure_topics
 
-    created = ensure_topics(_settings())
+    created = ensure_topics(Settings.from_env())
     _say(f"created {', '.join(created)}" if created else "all topics already exist")
     return 0
 
@@ -250,7 +249,7 @@ def _load(args: argparse.Namespace) -> int:
 
     if args.status is None and args.hours is None and args.timezones is None:
         raise CommandError("give at least one of --status, --hours, --timezones")
-    settings = _settings()
+    settings = Settings.from_env()
     ensure_topics(settings)
     try:
         results = load_files(
@@ -282,9 +281,9 @@ def _worker(args: argparse.Namespace) -> int:
     from storemon.ingest.worker import run_worker
     from storemon.kafka import ensure_topics
 
-    settings = _settings()
+    settings = Settings.from_env()
     ensure_topics(settings)
-    run_worker(settings, loglevel=args.loglevel)
+    run_worker(settings, loglevel=_loglevel(args, settings))
     return 0
 
 
@@ -304,9 +303,9 @@ def _reporter(args: argparse.Namespace) -> int:
     from storemon.kafka import ensure_topics
     from storemon.reporter.service import run_reporter
 
-    settings = _settings()
+    settings = Settings.from_env()
     ensure_topics(settings)
-    run_reporter(settings, loglevel=args.loglevel)
+    run_reporter(settings, loglevel=_loglevel(args, settings))
     return 0
 
 
@@ -324,9 +323,9 @@ def _api(args: argparse.Namespace) -> int:
     from storemon.api.app import run_api
     from storemon.kafka import ensure_topics
 
-    settings = _settings()
+    settings = Settings.from_env()
     ensure_topics(settings)
-    run_api(settings, loglevel=args.loglevel)
+    run_api(settings, loglevel=_loglevel(args, settings))
     return 0
 
 
@@ -353,7 +352,7 @@ def _lag(args: argparse.Namespace) -> int:
 
     from storemon.lag import consumer_lag, lag_as_json, lag_as_table
 
-    settings = _settings()
+    settings = Settings.from_env()
     while True:
         rows = consumer_lag(settings)
         text = json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows)
@@ -389,7 +388,7 @@ def _up(args: argparse.Namespace) -> int:
     from storemon.stack import StackError, run_stack
 
     try:
-        return run_stack(_settings(), sample=args.sample)
+        return run_stack(Settings.from_env(), sample=args.sample)
     except (StackError, subprocess.CalledProcessError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -429,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args))
+    except SettingsError as exc:
+        _say(f"error: {exc}")
+        return SETTINGS_ERROR_STATUS
     except CommandError as exc:
         _say(f"error: {exc}")
     except OSError as exc:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 #: Where `deploy/local` keeps servers' data, logs and downloads (gitignored).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -14,6 +18,10 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 # with a broker or cluster a developer already runs on the standard ones.
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = "postgresql://storemon@127.0.0.1:55432/storemon"
+#: Where deploy/local/postgres.sh keeps the application role's password, as a pgpass
+#: line (host:port:database:role:password), under the state folder.
+LOCAL_PASSFILE = Path("postgres") / "pgpass"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_PORT = 8080
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_WORKER_METRICS_PORT = 9101
@@ -31,14 +39,180 @@ TOPIC_REPORT_REQUESTS = "report-requests"
 TOPIC_STATUS_DLQ = "store-status-dlq"
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+#: Log levels of the services (STOREMON_LOG_LEVEL, --loglevel), any case.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
+#: Below this, not even one record of a few fields fits in a request body.
+MIN_MAX_BODY_BYTES = 1024
+#: Kafka topic names are at most 249 characters of [a-zA-Z0-9._-]; the prefix leaves room
+#: for the longest name storemon derives from it (a Faust changelog topic).
+MAX_TOPIC_PREFIX_CHARS = 200
+_TOPIC_PREFIX_RE = re.compile(r"[a-zA-Z0-9._-]*")
+#: PostgreSQL truncates identifiers beyond this many bytes.
+MAX_DB_SCHEMA_BYTES = 63
+DATABASE_URL_SCHEMES = ("postgres://", "postgresql://")
+
+
+class SettingsError(ValueError):
+    """A setting of the environment is invalid: one line naming the variable, the value
+    and what is allowed."""
+
+
+def _invalid(variable: str, value: object, allowed: str) -> str:
+    return f"{variable}={value!r} is invalid: {allowed}"
+
+
+@dataclass(frozen=True)
+class IntSetting:
+    """An integer setting: its variable, default and allowed range (`high` None: no limit)."""
+
+    variable: str
+    default: int
+    low: int
+    high: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        if self.high is None:
+            return f"must be an integer of at least {self.low}"
+        return f"must be an integer from {self.low} to {self.high}"
+
+    def read(self) -> int:
+        raw = os.environ.get(self.variable)
+        if raw is None or raw == "":
+            return self.default
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(_invalid(self.variable, raw, self.allowed)) from None
+
+    def problem(self, value: int) -> str | None:
+        """Why `value` is out of range, or None."""
+        if value < self.low or (self.high is not None and value > self.high):
+            return _invalid(self.variable, str(value), self.allowed)
+        return None
+
+
+API_PORT = IntSetting("STOREMON_API_PORT", DEFAULT_API_PORT, 1, 65535)
+TOPIC_PARTITIONS = IntSetting("STOREMON_TOPIC_PARTITIONS", 4, 1)
+TOPIC_REPLICATION = IntSetting("STOREMON_TOPIC_REPLICATION", 1, 1)
+MAX_BODY_BYTES = IntSetting("STOREMON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES)
+REPORT_TIMEOUT_S = IntSetting("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S, 1)
+REPORT_RETENTION_DAYS = IntSetting(
+    "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS, 1
+)
+#: 0: the worker serves no /metrics.
+WORKER_METRICS_PORT = IntSetting(
+    "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT, 0, 65535
+)
+#: 0: the reporter serves no /metrics.
+REPORTER_METRICS_PORT = IntSetting(
+    "STOREMON_REPORTER_METRICS_PORT", DEFAULT_REPORTER_METRICS_PORT, 0, 65535
+)
+
+
+# API tokens (services/api/auth.py). `admin` includes `read` and `ingest`; those two are
+# independent of each other.
+SCOPE_INGEST = "ingest"
+SCOPE_READ = "read"
+SCOPE_ADMIN = "admin"
+SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_ADMIN)
+#: What STOREMON_INGEST_TOKEN's token is called in logs.
+INGEST_TOKEN_NAME = "STOREMON_INGEST_TOKEN"
+_TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOKEN_FORM = f"must be name:scope[+scope...]:secret, scopes among {', '.join(SCOPES)}"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the API: its name (for logs), its scopes and its secret's SHA-256.
+
+    Only the digest is kept, and requests are compared with it: digests have one length,
+    so the comparison takes the same time whatever the length of the token tried."""
+
+    name: str
+    scopes: frozenset[str]
+    secret_sha256: bytes = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, name: str, scopes: Iterable[str], secret: str) -> ApiToken:
+        return cls(name, frozenset(scopes), hashlib.sha256(secret.encode()).digest())
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or SCOPE_ADMIN in self.scopes
+
+
+def _token(entry: str, where: str) -> ApiToken:
+    """One `name:scope[+scope...]:secret`; errors never show the entry, which holds a secret."""
+    name, _, rest = entry.strip().partition(":")
+    scope_list, _, secret = rest.partition(":")
+    scopes = scope_list.split("+")
+    if not (_TOKEN_NAME_RE.fullmatch(name) and secret and set(scopes) <= set(SCOPES)):
+        raise SettingsError(f"{where} is invalid: {_TOKEN_FORM} (not shown: it holds a secret)")
+    return ApiToken.from_secret(name, scopes, secret)
+
+
+def _read_secret_file(variable: str) -> str | None:
+    path = os.environ.get(variable)
+    if not path:
+        return None
     try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+        return Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(_invalid(variable, path, f"cannot be read: {exc.strerror}")) from None
+
+
+def _api_tokens() -> tuple[ApiToken, ...]:
+    """STOREMON_TOKENS (entries separated by commas) and STOREMON_TOKENS_FILE (one per line;
+    blank lines and lines beginning with # skipped)."""
+    tokens = [
+        _token(entry, f"STOREMON_TOKENS entry {number}")
+        for number, entry in enumerate(os.environ.get("STOREMON_TOKENS", "").split(","), 1)
+        if entry.strip()
+    ]
+    text = _read_secret_file("STOREMON_TOKENS_FILE") or ""
+    tokens += [
+        _token(line, f"STOREMON_TOKENS_FILE line {number}")
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return tuple(tokens)
+
+
+def _ingest_token() -> str | None:
+    """STOREMON_INGEST_TOKEN, or the content of STOREMON_INGEST_TOKEN_FILE (stripped)."""
+    given = os.environ.get("STOREMON_INGEST_TOKEN") or None
+    from_file = _read_secret_file("STOREMON_INGEST_TOKEN_FILE")
+    if given is not None and from_file is not None:
+        raise SettingsError(
+            "STOREMON_INGEST_TOKEN and STOREMON_INGEST_TOKEN_FILE are both set: set one"
+        )
+    if from_file is not None:
+        return from_file.strip() or None
+    return given
+
+
+def state_dir_from_env() -> Path:
+    return Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR)))
+
+
+def with_local_passfile(url: str, state_dir: Path) -> str:
+    """`url`, told to take its password from deploy/local's pgpass file (`passfile=`),
+    when it names a loopback server and gives no password, no passfile and no PGPASSFILE.
+
+    A pgpass line names its host, port, database and role, so the file gives a password
+    to deploy/local's cluster only; for any other server nothing changes. A missing file
+    (the cluster not set up yet) is ignored by asyncpg and libpq alike."""
+    parts = urlsplit(url)
+    if (
+        parts.password is not None
+        or parts.hostname not in _LOOPBACK_HOSTS
+        or "passfile" in parse_qs(parts.query)
+        or os.environ.get("PGPASSFILE")
+    ):
+        return url
+    passfile = quote(str(state_dir / LOCAL_PASSFILE), safe="/")
+    return f"{url}{'&' if parts.query else '?'}passfile={passfile}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +227,10 @@ class Settings:
     ingest_token: str | None
     # Settings of the reporter and the API; defaults so code that builds a
     # Settings by hand for other services need not name them.
+    #: Log level of the services (one of LOG_LEVELS, lower case).
+    log_level: str = DEFAULT_LOG_LEVEL
+    #: Tokens of STOREMON_TOKENS(_FILE); ingest_token is one more (see tokens()).
+    api_tokens: tuple[ApiToken, ...] = ()
     api_host: str = DEFAULT_API_HOST
     #: PostgreSQL schema of the reports table (one per deployment or test).
     db_schema: str = DEFAULT_DB_SCHEMA
@@ -69,31 +247,122 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
+        """The settings of the environment, validated (SettingsError names a bad one)."""
+        settings = cls(
             kafka_bootstrap_servers=os.environ.get(
                 "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP
             ),
-            database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            api_port=_env_int("STOREMON_API_PORT", DEFAULT_API_PORT),
+            database_url=with_local_passfile(
+                os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), state_dir_from_env()
+            ),
+            api_port=API_PORT.read(),
             topic_prefix=os.environ.get("STOREMON_TOPIC_PREFIX", ""),
-            topic_partitions=_env_int("STOREMON_TOPIC_PARTITIONS", 4),
-            topic_replication_factor=_env_int("STOREMON_TOPIC_REPLICATION", 1),
-            state_dir=Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR))),
-            ingest_token=os.environ.get("STOREMON_INGEST_TOKEN") or None,
+            topic_partitions=TOPIC_PARTITIONS.read(),
+            topic_replication_factor=TOPIC_REPLICATION.read(),
+            state_dir=state_dir_from_env(),
+            ingest_token=_ingest_token(),
+            log_level=(os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL).lower(),
+            api_tokens=_api_tokens(),
             api_host=os.environ.get("STOREMON_API_HOST", DEFAULT_API_HOST),
             db_schema=os.environ.get("STOREMON_DB_SCHEMA", DEFAULT_DB_SCHEMA),
-            max_body_bytes=_env_int("STOREMON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            report_timeout_s=_env_int("STOREMON_REPORT_TIMEOUT_S", DEFAULT_REPORT_TIMEOUT_S),
-            report_retention_days=_env_int(
-                "STOREMON_REPORT_RETENTION_DAYS", DEFAULT_REPORT_RETENTION_DAYS
-            ),
-            worker_metrics_port=_env_int(
-                "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT
-            ),
-            reporter_metrics_port=_env_int(
-                "STOREMON_REPORTER_METRICS_PORT", DEFAULT_REPORTER_METRICS_PORT
-            ),
+            max_body_bytes=MAX_BODY_BYTES.read(),
+            report_timeout_s=REPORT_TIMEOUT_S.read(),
+            report_retention_days=REPORT_RETENTION_DAYS.read(),
+            worker_metrics_port=WORKER_METRICS_PORT.read(),
+            reporter_metrics_port=REPORTER_METRICS_PORT.read(),
         )
+        settings.validate()
+        return settings
+
+    def problems(self) -> list[str]:
+        """Every setting out of its allowed range, one message each (empty when valid)."""
+        found = [
+            problem
+            for value, setting in (
+                (self.api_port, API_PORT),
+                (self.topic_partitions, TOPIC_PARTITIONS),
+                (self.topic_replication_factor, TOPIC_REPLICATION),
+                (self.max_body_bytes, MAX_BODY_BYTES),
+                (self.report_timeout_s, REPORT_TIMEOUT_S),
+                (self.report_retention_days, REPORT_RETENTION_DAYS),
+                (self.worker_metrics_port, WORKER_METRICS_PORT),
+                (self.reporter_metrics_port, REPORTER_METRICS_PORT),
+            )
+            if (problem := setting.problem(value)) is not None
+        ]
+        servers = self.kafka_bootstrap_servers.split(",")
+        if not all(server.strip() for server in servers):
+            found.append(
+                _invalid(
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    self.kafka_bootstrap_servers,
+                    "must be host:port[,host:port...]",
+                )
+            )
+        if not self.database_url.startswith(DATABASE_URL_SCHEMES):
+            # Only its scheme: the rest may hold a password.
+            scheme = self.database_url.partition("://")[0]
+            found.append(
+                _invalid(
+                    "DATABASE_URL",
+                    f"{scheme}://...",
+                    "must begin with postgresql:// or postgres://",
+                )
+            )
+        if (
+            _TOPIC_PREFIX_RE.fullmatch(self.topic_prefix) is None
+            or len(self.topic_prefix) > MAX_TOPIC_PREFIX_CHARS
+        ):
+            found.append(
+                _invalid(
+                    "STOREMON_TOPIC_PREFIX",
+                    self.topic_prefix,
+                    f"must be at most {MAX_TOPIC_PREFIX_CHARS} of the characters Kafka allows "
+                    "in topic names: letters, digits, '.', '_' and '-'",
+                )
+            )
+        if self.log_level not in LOG_LEVELS:
+            found.append(
+                _invalid(
+                    "STOREMON_LOG_LEVEL", self.log_level, f"must be one of {', '.join(LOG_LEVELS)}"
+                )
+            )
+        if not self.api_host.strip():
+            found.append(_invalid("STOREMON_API_HOST", self.api_host, "must name an address"))
+        if not self.db_schema or len(self.db_schema.encode()) > MAX_DB_SCHEMA_BYTES:
+            found.append(
+                _invalid(
+                    "STOREMON_DB_SCHEMA",
+                    self.db_schema,
+                    f"must be a PostgreSQL schema name of 1 to {MAX_DB_SCHEMA_BYTES} bytes",
+                )
+            )
+        found += self._token_problems()
+        return found
+
+    def tokens(self) -> tuple[ApiToken, ...]:
+        """Every token of the API; none: the API is open."""
+        if self.ingest_token is None:
+            return self.api_tokens
+        legacy = ApiToken.from_secret(INGEST_TOKEN_NAME, [SCOPE_INGEST], self.ingest_token)
+        return (*self.api_tokens, legacy)
+
+    def _token_problems(self) -> list[str]:
+        tokens = self.tokens()
+        names = [token.name for token in tokens]
+        found = [
+            f"API token name {name!r} is given twice (STOREMON_TOKENS, STOREMON_TOKENS_FILE)"
+            for name in sorted({name for name in names if names.count(name) > 1})
+        ]
+        if len({token.secret_sha256 for token in tokens}) < len(tokens):
+            found.append("two API tokens have the same secret: give each its own")
+        return found
+
+    def validate(self) -> None:
+        """SettingsError, one line naming every invalid setting, unless all are valid."""
+        found = self.problems()
+        if found:
+            raise SettingsError("; ".join(found))
 
     def topic(self, name: str) -> str:
         """The deployment's name for a logical topic or consumer group."""

@@ -103,6 +103,8 @@ class ReadResult(Generic[DataT]):
 
 _MAX_STORE_ID_LENGTH = 128
 _STORE_ID_RE = re.compile(r"[^\s,]+")
+#: First characters that make a spreadsheet read a cell as a formula (report-semantics.md).
+FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
 def _text(value: object, field_name: str) -> str:
@@ -112,7 +114,8 @@ def _text(value: object, field_name: str) -> str:
 
 
 def parse_store_id(value: object) -> str:
-    """A store id as given: an opaque, non-empty string without whitespace or commas."""
+    """A store id as given: an opaque, non-empty string without whitespace or commas,
+    not beginning with a formula character."""
     text = _text(value, "store_id")
     if not text:
         raise RowError("store_id", "is empty")
@@ -120,6 +123,11 @@ def parse_store_id(value: object) -> str:
         raise RowError("store_id", f"is longer than {_MAX_STORE_ID_LENGTH} characters")
     if _STORE_ID_RE.fullmatch(text) is None or not text.isprintable():
         raise RowError("store_id", f"contains whitespace, a comma or a control character: {text!r}")
+    if text.startswith(FORMULA_PREFIXES):
+        raise RowError(
+            "store_id",
+            f"begins with {text[0]!r}: a spreadsheet would run it as a formula (CSV injection)",
+        )
     return text
 
 

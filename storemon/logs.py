@@ -9,7 +9,7 @@ asyncpg's pool logs its exceptions as `error` ("Type: message") instead: it warn
 each time it fails to reconnect while the database is down, and the traceback of
 a refused connection says no more than its error.
 
-The level comes from `--loglevel`, whose default is `STOREMON_LOG_LEVEL`.
+The level comes from `--loglevel`, whose default is `STOREMON_LOG_LEVEL` (Settings.log_level).
 """
 
 from __future__ import annotations
@@ -17,28 +17,22 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from storemon.config import LOG_LEVELS
+
 if TYPE_CHECKING:
     import faust
-
-DEFAULT_LOG_LEVEL = "info"
 
 #: Attributes every LogRecord has; any other attribute was given with `extra=`.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-def level_from_env() -> str:
-    """The services' log level: `STOREMON_LOG_LEVEL`, else info."""
-    return os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL
-
-
 def log_level(name: str) -> str:
-    """`name` as a level name in lower case; ValueError if logging has no such level."""
-    if not isinstance(logging.getLevelName(name.upper()), int):
-        raise ValueError(f"unknown log level {name!r}: use debug, info, warning or error")
+    """`name` as a level name in lower case; ValueError unless it is one of LOG_LEVELS."""
+    if name.lower() not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {name!r}: use {', '.join(LOG_LEVELS)}")
     return name.lower()
 
 

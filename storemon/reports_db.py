@@ -394,12 +394,16 @@ async def delete_report(connection: asyncpg.Connection, report_id: str) -> bool:
 
 
 async def delete_older_than(connection: asyncpg.Connection, days: int) -> int:
-    """Delete the reports requested more than `days` ago, and their CSVs; returns how many."""
+    """Delete the reports requested more than `days` ago, and their CSVs; returns how many.
+
+    Never a Running report, whatever `days` says: a reporter may be writing it (one stuck
+    Running is first failed by fail_overdue, then deleted)."""
     async with connection.transaction():
         deleted = await connection.fetch(
             "DELETE FROM reports WHERE requested_at < now() - make_interval(days => $1)"
-            " RETURNING lo_oid",
+            " AND status <> $2 RETURNING lo_oid",
             days,
+            RUNNING,
         )
         await _unlink(connection, deleted)
     return len(deleted)

@@ -24,7 +24,13 @@ from typing import Any
 
 import pytest
 
-from storemon.config import DEFAULT_DATABASE_URL, DEFAULT_KAFKA_BOOTSTRAP, REPO_ROOT
+from storemon.config import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA_BOOTSTRAP,
+    REPO_ROOT,
+    state_dir_from_env,
+    with_local_passfile,
+)
 
 KAFKA_IMAGE = "apache/kafka:3.9.2"
 POSTGRES_IMAGE = "postgres:15"
@@ -133,7 +139,7 @@ def postgres_dsn() -> Iterator[str]:
     """A postgresql:// URL (asyncpg-ready) whose user may create tables."""
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        yield configured
+        yield with_local_passfile(configured, state_dir_from_env())
     elif docker_available():
         try:
             from testcontainers.community.postgres import PostgresContainer
@@ -150,7 +156,7 @@ def postgres_dsn() -> Iterator[str]:
             container.stop()
     else:
         start_local_stack()
-        yield DEFAULT_DATABASE_URL
+        yield with_local_passfile(DEFAULT_DATABASE_URL, state_dir_from_env())
 
 
 def unique_prefix() -> str:

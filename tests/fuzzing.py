@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from storemon import inputs
-from storemon.inputs import RowError
+from storemon.inputs import FORMULA_PREFIXES, RowError
 
 US = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,8 +69,12 @@ def without_line_breaks(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[s
 # Field values: strategies of (text, parsed value) for valid ones, of text for invalid ones
 # ---------------------------------------------------------------------------------------
 
-_ID_CHARS = st.characters(categories=("L", "N")) | st.sampled_from("-_.:/#@+")
-valid_store_ids = st.text(_ID_CHARS, min_size=1, max_size=20)
+_ID_CHARS = st.characters(categories=("L", "N")) | st.sampled_from("-_.:/#@+=")
+#: A formula character (=, +, -, @) may be anywhere but first (CSV injection).
+valid_store_ids = st.tuples(
+    _ID_CHARS.filter(lambda char: char not in FORMULA_PREFIXES),
+    st.text(_ID_CHARS, max_size=19),
+).map("".join)
 #: White space (ASCII and Unicode, line separators included), a comma, controls, format chars.
 _NOT_IN_IDS = [" ", ",", "\t", "\x00", "\x0c", "\x1c", "\x7f", "\x85", "\xa0", "\u200b",
                "\u2028", "\ufeff"]
@@ -78,6 +82,7 @@ invalid_store_ids = st.one_of(
     st.just(""),
     st.tuples(valid_store_ids, st.sampled_from(_NOT_IN_IDS), valid_store_ids).map("".join),
     st.text(_ID_CHARS, min_size=129, max_size=200),
+    st.tuples(st.sampled_from(FORMULA_PREFIXES), st.text(_ID_CHARS, max_size=19)).map("".join),
 )
 
 #: Over every field's own limit; the longest is over the csv module's field limit too.

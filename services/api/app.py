@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from storemon import reports_db
-from storemon.api import health, ingest, reports
+from storemon.api import auth, health, ingest, reports
+from storemon.api.auth import auth_middleware
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import json_errors
 from storemon.api.metrics import Metrics, counting_middleware
@@ -52,7 +53,8 @@ def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[counting_middleware(metrics), json_errors],
+        # auth inside json_errors: a 404 or 405 it lets through still answers as JSON.
+        middlewares=[counting_middleware(metrics), json_errors, auth_middleware(settings.tokens())],
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
@@ -68,6 +70,7 @@ def run_api(settings: Settings, loglevel: str = "info") -> None:
     """Serve until SIGINT or SIGTERM."""
     configure_logging(loglevel)
     log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+    auth.log_configuration(settings.tokens())
     web.run_app(
         create_app(settings),
         host=settings.api_host,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from storemon import reports_db
 from storemon.config import Settings
+from storemon.kafka import ensure_topics
 
-from .services import settings_for
+from .api_process import ApiStarter, call
+from .services import ServiceProcess, free_port, service_env, settings_for, wait_until
 
 
 @pytest.fixture
@@ -55,3 +58,53 @@ async def drop_report_schema(connection: asyncpg.Connection, schema: str) -> Non
         "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)", schema
     )
     await connection.execute(drop)
+
+
+API_TOKEN_VARIABLES = (
+    "STOREMON_TOKENS",
+    "STOREMON_TOKENS_FILE",
+    "STOREMON_INGEST_TOKEN",
+    "STOREMON_INGEST_TOKEN_FILE",
+)
+
+
+@pytest.fixture
+def api_process(report_settings: Settings, pool, tmp_path: Path) -> Iterator[ApiStarter]:
+    """`api_process(**env)`: a `storemon api` process with that environment; its base URL.
+
+    (`pool` creates the test's schema and drops it afterwards.)"""
+    ensure_topics(report_settings)
+    processes: list[ServiceProcess] = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        environment = service_env(
+            report_settings.kafka_bootstrap_servers,
+            report_settings.topic_prefix,
+            DATABASE_URL=report_settings.database_url,
+            STOREMON_DB_SCHEMA=report_settings.db_schema,
+            STOREMON_API_HOST="127.0.0.1",
+            STOREMON_API_PORT=str(port),
+            **env,
+        )
+        # Only the tokens the test gives: none inherited from the environment.
+        for name in API_TOKEN_VARIABLES:
+            if name not in env:
+                environment.pop(name, None)
+        process = ServiceProcess(["api"], environment, tmp_path, f"api-{len(processes)}")
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert process.process.poll() is None, process.log_tail()
+            try:
+                return call(url, "GET", "/healthz").status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, 60, "the API to answer", process.log_tail())
+        return url
+
+    yield start
+    for process in processes:
+        process.stop()

@@ -2,6 +2,7 @@
 against what the code reads: services, ports, health checks, environment."""
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -18,7 +19,9 @@ def compose():
 
 
 def environment_variables_read_by_the_code() -> set[str]:
-    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|_env_int)\(?\s*["']([A-Z_]+)["']""")
+    pattern = re.compile(
+        r"""(?:os\.environ\.get|os\.environ\[|IntSetting)\(?\s*["']([A-Z_]+)["']"""
+    )
     names = set()
     for path in [*REPO.glob("storemon/**/*.py"), *REPO.glob("services/**/*.py")]:
         names.update(pattern.findall(path.read_text()))
@@ -49,7 +52,10 @@ def test_storemon_services_wait_for_healthy_servers_and_get_every_setting(compos
     assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    missing = environment_variables_read_by_the_code() - set(service["environment"])
+    # PGPASSFILE is libpq's own, which storemon respects (config.with_local_passfile).
+    missing = environment_variables_read_by_the_code() - set(service["environment"]) - {
+        "PGPASSFILE"
+    }
     assert not missing, f"{name} lacks {sorted(missing)}"
 
 
@@ -61,16 +67,45 @@ def test_service_commands_are_real_storemon_subcommands(compose):
             parser.parse_args(command[1:])  # exits (SystemExit) on an unknown subcommand
 
 
+def _port(published: str) -> str:
+    """The container's port of a published `host_ip:host_port:container_port[/proto]`."""
+    return published.split("/")[0].rsplit(":", 1)[-1]
+
+
 def test_the_api_port_is_published_and_matches_its_setting(compose):
     api = compose["services"]["api"]
     port = api["environment"]["STOREMON_API_PORT"]
-    assert f"{port}:{port}" in api["ports"]
+    assert f"127.0.0.1:{port}:{port}" in api["ports"]
     assert port in " ".join(api["healthcheck"]["test"])
+
+
+def test_every_published_port_is_bound_to_loopback_only(compose):
+    published = [
+        (name, port)
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} >= {"kafka", "postgres", "api"}
+    for name, port in published:
+        assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+        assert port.count(":") == 2, (name, port)
+
+
+def test_the_services_use_a_database_role_that_is_not_the_superuser(compose):
+    postgres = compose["services"]["postgres"]
+    url = urlsplit(compose["services"]["api"]["environment"]["DATABASE_URL"])
+    assert url.username == "storemon" != postgres["environment"]["POSTGRES_USER"]
+    init = REPO / "deploy" / "docker" / "postgres-init.sh"
+    assert f"./{init.relative_to(REPO)}:/docker-entrypoint-initdb.d/storemon.sh:ro" in (
+        postgres["volumes"]
+    )
+    assert init.stat().st_mode & 0o111, "the image runs it only if executable"
+    assert "NOSUPERUSER NOCREATEDB NOCREATEROLE" in init.read_text()
 
 
 def test_services_reach_the_servers_by_their_compose_names(compose):
     env = compose["services"]["api"]["environment"]
-    kafka_ports = {p.split(":")[1] for p in compose["services"]["kafka"]["ports"]}
+    kafka_ports = {_port(p) for p in compose["services"]["kafka"]["ports"]}
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"kafka:{kafka_ports.pop()}"
     assert "@postgres:5432/" in env["DATABASE_URL"]
     postgres_env = compose["services"]["postgres"]["environment"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storemon.cli import build_parser
+from storemon.cli import build_parser, main
+from storemon.config import Settings
 from storemon.logs import configure_logging
 
 REPORT_ID = "0123456789abcdef0123456789abcdef"
@@ -71,9 +72,10 @@ def test_the_services_log_level_comes_from_the_environment(
         monkeypatch.delenv("STOREMON_LOG_LEVEL", raising=False)
     else:
         monkeypatch.setenv("STOREMON_LOG_LEVEL", environment)
-    args = build_parser().parse_args([service])
-    assert args.loglevel == expected
-    configure_logging(args.loglevel)
+    assert build_parser().parse_args([service]).loglevel is None  # no --loglevel: the setting
+    level = Settings.from_env().log_level
+    assert level == expected
+    configure_logging(level)
     log = logging.getLogger("storemon.test")
     log.debug("never shown")
     log.info("shown at info")
@@ -95,11 +97,16 @@ def test_level_names_are_case_insensitive_and_unknown_ones_refused(monkeypatch, 
     assert logging.getLogger().level == logging.DEBUG
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         configure_logging("loud")
-    monkeypatch.setenv("STOREMON_LOG_LEVEL", "loud")
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args(["reporter"])
+        build_parser().parse_args(["reporter", "--loglevel", "loud"])
     assert exit_.value.code == 2
     assert "--loglevel: invalid log_level value: 'loud'" in capsys.readouterr().err
+    monkeypatch.setenv("STOREMON_LOG_LEVEL", "loud")
+    assert main(["reporter"]) == 2
+    assert capsys.readouterr().err == (
+        "storemon: error: STOREMON_LOG_LEVEL='loud' is invalid: "
+        "must be one of debug, info, warning, error\n"
+    )
 
 
 def fail_to_make_the_report() -> None:

@@ -165,8 +165,11 @@ def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose
             assert (REPO / source).is_file(), volume
             mounts[target] = REPO / source
     assert mounts["/etc/prometheus/prometheus.yml"] == MONITORING / "prometheus.yml"
-    assert services["api"]["ports"] == [f"{DEFAULT_API_PORT}:{DEFAULT_API_PORT}"]
-    assert "9101:9101" in services["worker"]["ports"]
+    assert services["api"]["ports"] == [f"127.0.0.1:{DEFAULT_API_PORT}:{DEFAULT_API_PORT}"]
+    assert "127.0.0.1:9101:9101" in services["worker"]["ports"]
+    # On the host's network, they listen on its loopback only.
+    assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
     # Grafana's provisioning: the datasource, and a dashboard folder holding the JSON.
     datasource_file = mounts["/etc/grafana/provisioning/datasources/storemon.yml"]
     (datasource,) = yaml.safe_load(datasource_file.read_text())["datasources"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from storemon.config import REPO_ROOT, Settings
+from storemon.config import LOCAL_PASSFILE, REPO_ROOT, Settings
 
 from ..services import free_port
 
@@ -119,9 +119,11 @@ def private_postgres(state_dir: Path) -> Iterator[PrivateServer]:
     """A PostgreSQL cluster of our own; `address` is its postgresql:// URL."""
     _require(_postgres_installed(), "PostgreSQL (initdb, pg_ctl)")
     port = free_port()
+    # The application role's password is in the cluster's own pgpass file.
+    passfile = state_dir / LOCAL_PASSFILE
     yield from _private(
         "postgres.sh",
         state_dir,
-        f"postgresql://storemon@127.0.0.1:{port}/storemon",
+        f"postgresql://storemon@127.0.0.1:{port}/storemon?passfile={passfile}",
         STOREMON_PG_PORT=port,
     )

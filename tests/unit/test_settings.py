@@ -1,0 +1,184 @@
+"""Settings from the environment are validated at start: one line naming what is wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storemon.config import (
+    DEFAULT_DATABASE_URL,
+    Settings,
+    SettingsError,
+    with_local_passfile,
+)
+
+#: Every variable Settings reads, so each test starts from the defaults.
+VARIABLES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "DATABASE_URL",
+    "STOREMON_API_PORT",
+    "STOREMON_API_HOST",
+    "STOREMON_TOPIC_PREFIX",
+    "STOREMON_TOPIC_PARTITIONS",
+    "STOREMON_TOPIC_REPLICATION",
+    "STOREMON_DB_SCHEMA",
+    "STOREMON_MAX_BODY_BYTES",
+    "STOREMON_REPORT_TIMEOUT_S",
+    "STOREMON_REPORT_RETENTION_DAYS",
+    "STOREMON_WORKER_METRICS_PORT",
+    "STOREMON_LOG_LEVEL",
+    "STOREMON_STATE_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+INVALID = [
+    ("STOREMON_API_PORT", "-5", "must be an integer from 1 to 65535"),
+    ("STOREMON_API_PORT", "0", "must be an integer from 1 to 65535"),
+    ("STOREMON_API_PORT", "65536", "must be an integer from 1 to 65535"),
+    ("STOREMON_API_PORT", "http", "must be an integer from 1 to 65535"),
+    ("STOREMON_WORKER_METRICS_PORT", "-1", "must be an integer from 0 to 65535"),
+    ("STOREMON_WORKER_METRICS_PORT", "70000", "must be an integer from 0 to 65535"),
+    ("STOREMON_TOPIC_PARTITIONS", "0", "must be an integer of at least 1"),
+    ("STOREMON_TOPIC_REPLICATION", "0", "must be an integer of at least 1"),
+    ("STOREMON_REPORT_TIMEOUT_S", "0", "must be an integer of at least 1"),
+    ("STOREMON_REPORT_RETENTION_DAYS", "0", "must be an integer of at least 1"),
+    ("STOREMON_REPORT_RETENTION_DAYS", "-30", "must be an integer of at least 1"),
+    ("STOREMON_MAX_BODY_BYTES", "100", "must be an integer of at least 1024"),
+    ("KAFKA_BOOTSTRAP_SERVERS", " ", "must be host:port[,host:port...]"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "a:1,,b:2", "must be host:port[,host:port...]"),
+    ("STOREMON_TOPIC_PREFIX", "my prefix/", "the characters Kafka allows in topic names"),
+    ("STOREMON_TOPIC_PREFIX", "x" * 201, "must be at most 200 of the characters"),
+    ("STOREMON_LOG_LEVEL", "loud", "must be one of debug, info, warning, error"),
+    ("STOREMON_API_HOST", " ", "must name an address"),
+    ("STOREMON_DB_SCHEMA", "s" * 64, "must be a PostgreSQL schema name of 1 to 63 bytes"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "allowed"), INVALID)
+def test_an_invalid_setting_is_named_with_its_value_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, allowed: str
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env()
+    message = str(error.value)
+    assert message.startswith(f"{variable}={value!r} is invalid: ")
+    assert allowed in message
+    assert "\n" not in message
+
+
+VALID = [
+    ("STOREMON_API_PORT", "1"),
+    ("STOREMON_API_PORT", "65535"),
+    ("STOREMON_WORKER_METRICS_PORT", "0"),
+    ("STOREMON_TOPIC_PARTITIONS", "1"),
+    ("STOREMON_REPORT_RETENTION_DAYS", "1"),
+    ("STOREMON_MAX_BODY_BYTES", "1024"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092"),
+    ("DATABASE_URL", "postgres://u:p@db:5432/storemon"),
+    ("STOREMON_TOPIC_PREFIX", "team-a.prod_1-"),
+    ("STOREMON_LOG_LEVEL", "WARNING"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), VALID)
+def test_values_at_the_edges_of_their_range_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    monkeypatch.setenv(variable, value)
+    Settings.from_env()
+
+
+def test_the_defaults_are_valid():
+    assert Settings.from_env().problems() == []
+
+
+def test_a_bad_database_url_is_shown_without_what_may_be_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("DATABASE_URL", "mysql://app:hunter2@db/app")
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env()
+    assert str(error.value) == (
+        "DATABASE_URL='mysql://...' is invalid: must begin with postgresql:// or postgres://"
+    )
+
+
+def test_every_invalid_setting_is_named_on_one_line(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("STOREMON_TOPIC_PARTITIONS", "0")
+    monkeypatch.setenv("STOREMON_REPORT_RETENTION_DAYS", "-1")
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env()
+    assert str(error.value) == (
+        "STOREMON_TOPIC_PARTITIONS='0' is invalid: must be an integer of at least 1; "
+        "STOREMON_REPORT_RETENTION_DAYS='-1' is invalid: must be an integer of at least 1"
+    )
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "reporter", "create-topics", "lag"])
+def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
+    environment = {name: value for name, value in os.environ.items() if name not in VARIABLES}
+    environment["STOREMON_API_PORT"] = "-5"
+    run = subprocess.run(
+        [sys.executable, "-m", "storemon.cli", command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr == (
+        "storemon: error: STOREMON_API_PORT='-5' is invalid: must be an integer from 1 to 65535\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://storemon@127.0.0.1:55432/storemon",
+            "postgresql://storemon@127.0.0.1:55432/storemon?passfile=/state/postgres/pgpass",
+        ),
+        (
+            "postgres://storemon@localhost:55499/storemon?sslmode=disable",
+            "postgres://storemon@localhost:55499/storemon?sslmode=disable"
+            "&passfile=/state/postgres/pgpass",
+        ),
+        # A password, a passfile of its own, another server: left as they are.
+        ("postgresql://storemon:pw@127.0.0.1:55432/storemon", None),
+        ("postgresql://storemon@127.0.0.1:55432/storemon?passfile=/mine", None),
+        ("postgresql://storemon@db.example:5432/storemon", None),
+    ],
+)
+def test_a_local_url_without_a_password_takes_deploy_locals_passfile(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str | None
+):
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    assert with_local_passfile(url, Path("/state")) == (expected or url)
+
+
+def test_pgpassfile_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PGPASSFILE", "/home/me/.pgpass")
+    url = "postgresql://storemon@127.0.0.1:55432/storemon"
+    assert with_local_passfile(url, Path("/state")) == url
+
+
+def test_the_settings_find_the_local_passfile_in_the_state_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    monkeypatch.setenv("STOREMON_STATE_DIR", str(tmp_path))
+    assert Settings.from_env().database_url == (
+        f"{DEFAULT_DATABASE_URL}?passfile={tmp_path}/postgres/pgpass"
+    )

@@ -63,6 +63,9 @@ class Settings:
     report_retention_days: int = DEFAULT_REPORT_RETENTION_DAYS
     #: Where a worker serves /metrics (on api_host); 0: it serves none.
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+    #: Public base URL of the API (e.g. https://storemon.example.com) for the links it
+    #: answers with; None: relative links, never one built from a client's Host header.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +90,7 @@ class Settings:
             worker_metrics_port=_env_int(
                 "STOREMON_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT
             ),
+            public_url=os.environ.get("STOREMON_PUBLIC_URL") or None,
         )
 
     def topic(self, name: str) -> str:

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,6 +17,8 @@ from storemon import config, reports_db
 from storemon.api.app import OPENAPI_PATH, create_app
 from storemon.kafka import ensure_topics
 from storemon.schemas import schema_errors
+
+from .stack import report_json
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text())
 TOKEN = "s3cret-token"
@@ -164,20 +167,35 @@ async def test_a_report_running_past_the_timeout_is_answered_failed(api, pool):
     assert answer == {"report_id": report_id, "status": "Failed", "error": "timed out"}
 
 
-async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
-    header = b"store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,"
-    csv = header + b"".join(b"%d,60,24,168,0,0,0\n" % i for i in range(150_000))  # > 2 chunks
+CSV_HEADER = (
+    b"store_id,uptime_last_hour,uptime_last_day,uptime_last_week,"
+    b"downtime_last_hour,downtime_last_day,downtime_last_week\n"
+)
+
+
+def report_csv_of(rows: int) -> bytes:
+    return CSV_HEADER + b"".join(b"%d,60,24,168,0,0,0\n" % i for i in range(rows))
+
+
+async def complete_report(pool, csv: bytes, request: dict | None = None) -> str:
+    """A report as a reporter completes it (as of 2023-01-25T18:13:22.479220Z); its id."""
     async with pool.acquire() as connection:
         report_id = reports_db.new_report_id()
-        await reports_db.insert_running(connection, report_id, {})
+        await reports_db.insert_running(connection, report_id, request or {})
         await reports_db.complete_report(
             connection,
             report_id,
             csv,
-            row_count=150_000,
+            row_count=csv.count(b"\n") - 1,
             as_of=reports_db.datetime_from_us(1_674_670_402_479_220),
             state_offsets={"changelog": {0: 5}},
         )
+    return report_id
+
+
+async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
+    csv = report_csv_of(150_000)  # > 2 chunks
+    report_id = await complete_report(pool, csv)
     checksum = hashlib.sha256(csv).hexdigest()
     async with api() as client:
         response = await client.get("/get_report", params={"report_id": report_id})
@@ -196,11 +214,11 @@ async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
         summary = await described.json()
         check_against_openapi("Report", summary)
         assert summary["status"] == "Complete" and summary["rows"] == 150_000
+        assert summary["request"] == {}
         assert summary["as_of"] == "2023-01-25T18:13:22.479220Z"
         assert summary["checksum_sha256"] == checksum
         assert summary["state_offsets"] == {"changelog": {"0": 5}}
-        download_path = summary["download_url"].split(str(client.make_url("")), 1)[-1]
-        assert download_path.endswith(f"/reports/{report_id}.csv")
+        assert summary["download_url"] == f"/reports/{report_id}.csv"
 
         download = await client.get(f"/reports/{report_id}.csv")
         assert await download.read() == csv
@@ -372,3 +390,100 @@ async def test_readiness_fails_when_kafka_is_unreachable(api):
     assert response.status == 503
     check_against_openapi("NotReady", body)
     assert body["checks"]["postgres"] == "ok" and body["checks"]["kafka"] != "ok"
+
+
+async def test_download_url_is_under_the_public_url_never_the_host_header(api, pool):
+    report_id = await complete_report(pool, report_csv_of(3))
+    forged = {"Accept": "application/json", "Host": "evil.example:666"}
+    for public_url, expected in [
+        (None, f"/reports/{report_id}.csv"),
+        ("https://storemon.example.com/", f"https://storemon.example.com/reports/{report_id}.csv"),
+    ]:
+        async with api(public_url=public_url) as client:
+            summary = await (
+                await client.get("/get_report", params={"report_id": report_id}, headers=forged)
+            ).json()
+            listed = await (await client.get("/reports", headers=forged)).json()
+        assert summary["download_url"] == expected
+        assert listed["reports"][0]["download_url"] == expected
+
+
+async def test_listings_count_the_store_ids_asked_for_rather_than_echo_them(api, pool):
+    store_ids = [f"store-{i}" for i in range(500)]
+    as_of = "2023-01-25T18:00:00.000000Z"
+    report_id = await complete_report(
+        pool, report_csv_of(3), request={"as_of": as_of, "store_ids": store_ids}
+    )
+    async with api() as client:
+        listed = await (await client.get("/reports")).json()
+        summary = await report_json(client, report_id)
+    check_against_openapi("ReportList", listed)
+    check_against_openapi("Report", summary)
+    assert listed["reports"][0]["request"] == {"as_of": as_of, "store_ids_count": 500}
+    assert summary["request"] == {"as_of": as_of, "store_ids_count": 500}
+
+
+async def test_as_of_out_of_the_documented_range_is_refused(api):
+    now = datetime.now(UTC)
+    async with api() as client:
+        for as_of in [
+            "0001-01-01T00:00:00Z",
+            "1999-12-31T23:59:59.999999Z",
+            (now + timedelta(days=1, hours=1)).isoformat(),
+            "9999-12-31T23:59:59Z",
+        ]:
+            response = await client.post("/trigger_report", json={"as_of": as_of})
+            error = await error_of(response, 400)
+            assert "as_of must be between 2000-01-01T00:00:00" in error["message"], as_of
+        for as_of in ["2000-01-01T00:00:00Z", (now + timedelta(hours=23)).isoformat()]:
+            response = await client.post("/trigger_report", json={"as_of": as_of})
+            assert response.status == 202, await response.text()
+
+
+async def test_reports_stored_with_an_infinite_as_of_are_still_listed(api, pool):
+    """Rows an older version wrote (a year-1 as_of became -infinity) break no answer."""
+    infinite = {}
+    for value in ("-infinity", "infinity"):
+        report_id = await complete_report(pool, report_csv_of(3))
+        async with pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE reports SET as_of = $2::text::timestamptz WHERE report_id = $1",
+                report_id,
+                value,
+            )
+        infinite[report_id] = value
+    async with api() as client:
+        response = await client.get("/reports")
+        assert response.status == 200, await response.text()
+        listed = await response.json()
+        for report_id, value in infinite.items():
+            assert (await report_json(client, report_id))["as_of"] == value
+    check_against_openapi("ReportList", listed)
+    assert {report["report_id"]: report["as_of"] for report in listed["reports"]} == infinite
+
+
+async def test_store_ids_beyond_what_kafka_takes_are_refused_not_retried(api, report_settings):
+    async with api() as client:
+        response = await client.post(
+            "/trigger_report", json={"store_ids": [f"s{i}" for i in range(50_000)]}
+        )
+        error = await error_of(response, 400)
+        assert "50000 stores, more than the limit of 6000" in error["message"]
+        # Ids JSON escapes (each character of these as \\u00e9) are measured encoded.
+        response = await client.post("/trigger_report", json={"store_ids": ["é" * 128] * 2000})
+        error = await error_of(response, 400)
+        assert "over the limit of 900000" in error["message"]
+        # The largest request of the longest plain ids is queued.
+        largest = [f"{i:0128d}" for i in range(6000)]
+        response = await client.post("/trigger_report", json={"store_ids": largest})
+        assert response.status == 202, await response.text()
+        report_id = (await response.json())["report_id"]
+    [(key, request)] = read_topic(report_settings, config.TOPIC_REPORT_REQUESTS, 1)
+    assert key == report_id.encode() and request["store_ids"] == largest
+
+
+async def test_get_trigger_report_refuses_a_body(api):
+    async with api() as client:
+        response = await client.get("/trigger_report", json={"store_ids": ["1"]})
+        error = await error_of(response, 400)
+    assert "POST" in error["message"]

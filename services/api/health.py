@@ -22,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def _postgres_check(request: web.Request) -> str:
     try:
-        async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as connection:
+        async with reports_db.acquire(request.app[POOL], READY_TIMEOUT_S) as connection:
             await connection.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
     except Exception as exc:
         # Any error of the server's, or any meaning it cannot be reached (OSError
@@ -53,7 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         reports_by_status = await reports_db.count_by_status(connection)
         report_durations = await reports_db.report_durations(connection)
     lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])

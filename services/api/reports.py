@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import AsyncExitStack
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,7 +124,7 @@ async def trigger_report(request: web.Request) -> web.Response:
     parameters = await _trigger_parameters(request)
     pool = request.app[POOL]
     report_id = reports_db.new_report_id()
-    async with pool.acquire() as connection:
+    async with reports_db.acquire(pool) as connection:
         requested_at = await reports_db.insert_running(connection, report_id, parameters)
     topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
     try:
@@ -135,7 +135,7 @@ async def trigger_report(request: web.Request) -> web.Response:
         log.error(
             "report request %s not delivered: %s", report_id, exc, extra={"report_id": report_id}
         )
-        async with pool.acquire() as connection:
+        async with reports_db.acquire(pool) as connection:
             await reports_db.fail_report(connection, report_id, f"request not queued: {exc}")
         raise ApiError(
             503, "kafka_unavailable", "the report request could not be queued; try again"
@@ -170,7 +170,7 @@ def _checked_report_id(text: str | None) -> str:
 
 async def _current_report(request: web.Request, report_id: str) -> ReportRow:
     """The report's row (404 if none), timed out first if it has been Running too long."""
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         row = await reports_db.fetch_report(connection, report_id)
         if row is None:
             raise ApiError(404, "not_found", f"no report {report_id}")
@@ -287,20 +287,22 @@ async def _stream_csv(request: web.Request, row: ReportRow) -> web.StreamRespons
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    async with AsyncExitStack() as stack:
+    chunks = reports_db.large_object_chunks(request.app[POOL], row.lo_oid, row.byte_size)
+    async with aclosing(chunks):
         try:
-            csv = await stack.enter_async_context(
-                reports_db.open_large_object(request.app[POOL], row.lo_oid)
-            )
+            first = await anext(chunks, b"")
         except asyncpg.UndefinedObjectError:
             raise ApiError(404, "not_found", f"report {row.report_id} was deleted") from None
         await response.prepare(request)
         try:
-            async for chunk in csv.chunks():
+            await response.write(first)
+            async for chunk in chunks:
                 await response.write(chunk)
         except (asyncpg.PostgresError, OSError) as exc:
             # The headers are out: all that is left is to end the answer short of
             # its Content-Length, which the client sees as an incomplete download.
+            # So it goes when the report is deleted meanwhile, the database cannot
+            # be reached, or the client went away.
             log.warning(
                 "streaming report %s stopped: %s",
                 row.report_id,
@@ -322,7 +324,7 @@ async def list_reports(request: web.Request) -> web.Response:
         raise _bad_request("limit must be an integer") from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise _bad_request(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         await reports_db.fail_overdue(connection, request.app[SETTINGS].report_timeout_s)
         rows = await reports_db.list_reports(connection, limit)
     return web.json_response({"reports": [_summary(row, request) for row in rows]})
@@ -331,7 +333,7 @@ async def list_reports(request: web.Request) -> web.Response:
 async def delete_report(request: web.Request) -> web.Response:
     """Delete the report and unlink its CSV."""
     report_id = _checked_report_id(request.match_info["report_id"])
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         if not await reports_db.delete_report(connection, report_id):
             raise ApiError(404, "not_found", f"no report {report_id}")
     return web.Response(status=204)

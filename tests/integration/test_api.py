@@ -1,13 +1,17 @@
 """The HTTP API in-process (aiohttp test server) against the real Kafka and PostgreSQL."""
 
+import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import re
+import socket
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -15,10 +19,11 @@ from jsonschema import Draft202012Validator
 
 from storemon import config, reports_db
 from storemon.api.app import OPENAPI_PATH, create_app
+from storemon.api.context import POOL
 from storemon.kafka import ensure_topics
 from storemon.schemas import schema_errors
 
-from .stack import report_json
+from .stack import report_csv, report_json
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text())
 TOKEN = "s3cret-token"
@@ -487,3 +492,77 @@ async def test_get_trigger_report_refuses_a_body(api):
         response = await client.get("/trigger_report", json={"store_ids": ["1"]})
         error = await error_of(response, 400)
     assert "POST" in error["message"]
+
+
+#: As many as the API's pool has connections (services/api/app.py).
+STALLED_DOWNLOADS = 20
+
+
+async def stalled_download(client, path: str) -> socket.socket:
+    """A download whose client stops reading once the answer started: a socket with a
+    tiny receive buffer, which has read one byte."""
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    connection.connect((client.host, client.port))
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: storemon\r\n\r\n".encode())
+    connection.setblocking(False)
+    loop = asyncio.get_running_loop()
+    assert await asyncio.wait_for(loop.sock_recv(connection, 1), 10) == b"H"
+    return connection
+
+
+async def test_clients_that_stop_reading_a_download_hold_no_database_connection(api, pool):
+    report_id = await complete_report(pool, report_csv_of(250_000))  # 5.7 MB
+    async with api() as client:
+        stalled = [
+            await stalled_download(client, f"/reports/{report_id}.csv")
+            for _ in range(STALLED_DOWNLOADS)
+        ]
+        try:
+            for path in ["/readyz", "/reports", "/metrics", f"/get_report?report_id={report_id}"]:
+                started = time.monotonic()
+                response = await asyncio.wait_for(
+                    client.get(path, headers={"Accept": "application/json"}), 3
+                )
+                assert response.status == 200, (path, await response.text())
+                assert time.monotonic() - started < 1, path
+            # One more download is served whole meanwhile.
+            assert await report_csv(client, report_id) == report_csv_of(250_000)
+        finally:
+            for connection in stalled:
+                connection.close()
+
+
+async def test_a_download_ends_short_when_its_report_is_deleted_meanwhile(api, pool, caplog):
+    csv = report_csv_of(500_000)  # 12 MB: more than the loopback holds in flight
+    report_id = await complete_report(pool, csv)
+    async with api() as client:
+        response = await client.get(f"/reports/{report_id}.csv")
+        assert response.status == 200
+        received = await response.content.readexactly(1000)
+        assert (await client.delete(f"/reports/{report_id}")).status == 204
+        with pytest.raises(aiohttp.ClientPayloadError):
+            received += await response.read()
+        metrics = await (await client.get("/metrics")).text()
+    assert received == csv[: len(received)] and len(received) < len(csv)
+    assert "storemon_http_requests_total{" in metrics and 'status="500"' not in metrics
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_a_busy_pool_answers_503_with_retry_after(api):
+    async with api() as client:
+        pool = client.app[POOL]
+        held = [await pool.acquire() for _ in range(pool.get_max_size())]
+        try:
+            started = time.monotonic()
+            response = await asyncio.wait_for(
+                client.get("/reports"), reports_db.ACQUIRE_TIMEOUT_S + 5
+            )
+            waited = time.monotonic() - started
+        finally:
+            for connection in held:
+                await pool.release(connection)
+        error = await error_of(response, 503)
+    assert error["code"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert waited < reports_db.ACQUIRE_TIMEOUT_S + 2

@@ -1,26 +1,22 @@
 """The HTTP API in-process (aiohttp test server) against the real Kafka and PostgreSQL."""
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import logging
 import re
 import socket
 import time
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jsonschema import Draft202012Validator
 
 from storemon import config, reports_db
 from storemon.api.app import OPENAPI_PATH, create_app
 from storemon.api.context import POOL
-from storemon.kafka import ensure_topics
 from storemon.schemas import schema_errors
 
 from .stack import report_csv, report_json
@@ -57,20 +53,6 @@ def read_topic(settings, topic: str, count: int, timeout: float = 30) -> list[tu
         return records
     finally:
         consumer.close()
-
-
-@pytest.fixture
-def api(report_settings, pool):
-    """`async with api(**settings) as client`: the API on the test's topics and schema."""
-    ensure_topics(report_settings)
-
-    @asynccontextmanager
-    async def start(**overrides):
-        app = create_app(dataclasses.replace(report_settings, **overrides))
-        async with TestClient(TestServer(app)) as client:
-            yield client
-
-    return start
 
 
 async def error_of(response, status: int) -> dict:

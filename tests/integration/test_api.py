@@ -10,15 +10,18 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import psutil
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jsonschema import Draft202012Validator
 
-from storemon import config, reports_db
+from storemon import config, inputs, reports_db
+from storemon.api import ingest
 from storemon.api.app import OPENAPI_PATH, create_app
 from storemon.api.context import POOL
 from storemon.schemas import schema_errors
 
+from .services import record_count
 from .stack import report_csv, report_json
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text())
@@ -548,3 +551,80 @@ async def test_a_busy_pool_answers_503_with_retry_after(api):
     assert error["code"] == "database_unavailable"
     assert int(response.headers["Retry-After"]) >= 1
     assert waited < reports_db.ACQUIRE_TIMEOUT_S + 2
+
+
+async def test_events_of_many_bad_rows_keep_memory_bounded(api, report_settings):
+    """Every bad row is counted and dead-lettered, but neither its error nor its
+    delivery is kept: memory does not grow with the number of bad rows."""
+    bad_rows = 256 * 1024
+    this_process = psutil.Process()  # the API runs in it
+    before = peak = this_process.memory_info().rss
+
+    async def sample_memory() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, this_process.memory_info().rss)
+            await asyncio.sleep(0.02)
+
+    async with api() as client:
+        sampler = asyncio.create_task(sample_memory())
+        try:
+            response = await client.post(
+                "/events", data=b"1\n" * bad_rows, headers={"Content-Type": "application/x-ndjson"}
+            )
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+        finally:
+            sampler.cancel()
+    peak = max(peak, this_process.memory_info().rss)
+    assert (answer["accepted"], answer["rejected"]) == (0, bad_rows)
+    assert len(answer["errors"]) == ingest.MAX_ERRORS_LISTED
+    assert answer["errors"][-1]["line"] == ingest.MAX_ERRORS_LISTED
+    dead_letters = record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS_DLQ)])
+    assert dead_letters == bad_rows
+    # It was about 600 MiB for 512 Ki rows.
+    assert peak - before < 64 * 1024 * 1024, f"{(peak - before) / 2**20:.0f} MiB more"
+
+
+def large_events_body(content_type: str, max_bytes: int) -> tuple[bytes, int]:
+    """Valid observations of 1000 stores, as a body of about `max_bytes`; and their count."""
+    records = []
+    size = 2
+    while size < max_bytes - 200:
+        record = json.dumps(
+            {
+                "store_id": f"store-{len(records) % 1000}",
+                "timestamp_utc": inputs.format_timestamp(1_674_000_000_000_000 + len(records)),
+                "status": "active",
+            }
+        )
+        records.append(record)
+        size += len(record) + 1
+    if content_type == "application/json":
+        return ("[" + ",".join(records) + "]").encode(), len(records)
+    return "\n".join(records).encode(), len(records)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_a_large_events_body_leaves_the_api_responsive(api, report_settings, content_type):
+    body, observations = large_events_body(content_type, config.DEFAULT_MAX_BODY_BYTES)
+    async with api() as client:
+        posted = asyncio.create_task(
+            client.post("/events", data=body, headers={"Content-Type": content_type})
+        )
+        # The longest time from one answer of /healthz to the next, asked 50 ms apart:
+        # whatever holds up the event loop (here, the API's) shows in it.
+        slowest = 0.0
+        answered = time.monotonic()
+        while not posted.done():
+            await asyncio.sleep(0.05)
+            assert (await client.get("/healthz")).status == 200
+            slowest = max(slowest, time.monotonic() - answered)
+            answered = time.monotonic()
+        response = await posted
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    assert (answer["accepted"], answer["rejected"]) == (observations, 0)
+    # One batch record per store.
+    assert record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS)]) == 1000
+    assert slowest < 0.5, f"/healthz waited for {slowest:.2f} s"

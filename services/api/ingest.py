@@ -39,6 +39,7 @@ from storemon import config, events, inputs
 from storemon.api.body import read_body
 from storemon.api.context import METRICS, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
+from storemon.api.producer import AsyncProducer
 from storemon.inputs import Observation, RowError
 
 #: The answer lists at most this many rejected rows (all are counted and dead-lettered).
@@ -264,8 +265,8 @@ class _Deliveries:
     """Records produced for one request, at most DELIVERY_GROUP of them unconfirmed:
     producing more first awaits the group's confirmations (503 if one failed)."""
 
-    def __init__(self, request: web.Request) -> None:
-        self._producer = request.app[PRODUCER]
+    def __init__(self, producer: AsyncProducer) -> None:
+        self._producer = producer
         self._pending: list[asyncio.Future[None]] = []
         self.produced = 0
 
@@ -298,7 +299,7 @@ async def post_events(request: web.Request) -> web.Response:
     status_topic = settings.topic(config.TOPIC_STATUS)
     dlq_topic = settings.topic(config.TOPIC_STATUS_DLQ)
     received_at = events.now_us()
-    deliveries = _Deliveries(request)
+    deliveries = _Deliveries(request.app[PRODUCER])
     accepted = 0
     rejected = 0
     errors: list[dict[str, Any]] = []

@@ -39,7 +39,7 @@ from storemon import config, events, inputs
 from storemon.api.body import read_body
 from storemon.api.context import METRICS, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
-from storemon.api.producer import AsyncProducer
+from storemon.api.producer import AsyncProducer, DeliveryError
 from storemon.inputs import Observation, RowError
 
 #: The answer lists at most this many rejected rows (all are counted and dead-lettered).
@@ -263,32 +263,33 @@ def _observation(row: BodyRow, received_at_us: int) -> Observation:
 
 class _Deliveries:
     """Records produced for one request, at most DELIVERY_GROUP of them unconfirmed:
-    producing more first awaits the group's confirmations (503 if one failed)."""
+    producing more first awaits the broker's answers (503 if it refused one)."""
 
     def __init__(self, producer: AsyncProducer) -> None:
-        self._producer = producer
-        self._pending: list[asyncio.Future[None]] = []
-        self.produced = 0
+        self._group = producer.group()
 
     async def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
-        if len(self._pending) >= DELIVERY_GROUP:
+        if self._group.unconfirmed >= DELIVERY_GROUP:
             await self.confirmed()
-        self._pending.append(await self._producer.produce_later(topic, key, value))
-        self.produced += 1
+        try:
+            await self._group.produce(topic, key, value)
+        except DeliveryError as exc:
+            raise _not_confirmed(exc) from None
 
     async def confirmed(self) -> None:
         """Once the broker confirmed every record produced so far."""
-        outcomes = await asyncio.gather(*self._pending, return_exceptions=True)
-        self._pending = []
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise ApiError(
-                503,
-                "kafka_unavailable",
-                f"{len(failures)} of {self.produced} records were not confirmed by the broker "
-                f"({failures[0]}); send the request again (replayed observations change "
-                "nothing)",
-            )
+        try:
+            await self._group.confirmed()
+        except DeliveryError as exc:
+            raise _not_confirmed(exc) from None
+
+
+def _not_confirmed(error: DeliveryError) -> ApiError:
+    return ApiError(
+        503,
+        "kafka_unavailable",
+        f"{error}; send the request again (replayed observations change nothing)",
+    )
 
 
 async def post_events(request: web.Request) -> web.Response:

@@ -628,3 +628,14 @@ async def test_a_large_events_body_leaves_the_api_responsive(api, report_setting
     # One batch record per store.
     assert record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS)]) == 1000
     assert slowest < 0.5, f"/healthz waited for {slowest:.2f} s"
+
+
+async def test_events_the_broker_did_not_confirm_are_answered_503(api):
+    async with api(kafka_bootstrap_servers="127.0.0.1:9") as client:
+        response = await client.post(
+            "/events", data=NDJSON_BODY, headers={"Content-Type": "application/x-ndjson"}
+        )
+        error = await error_of(response, 503)
+    assert error["code"] == "kafka_unavailable"
+    assert "3 of 3 records were not confirmed by the broker" in error["message"]
+    assert "send the request again" in error["message"]

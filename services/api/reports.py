@@ -191,14 +191,14 @@ def _download_url(request: web.Request, report_id: str) -> str:
     return path if public_url is None else public_url.rstrip("/") + path
 
 
-def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
-    """What was asked for, with the number of stores named rather than their ids
-    (thousands of them, repeated in every listing)."""
+def _request_summary(asked: dict[str, Any]) -> dict[str, Any]:
+    """What a report request asked for, with the number of stores named rather than
+    their ids (thousands of them, repeated in every listing)."""
     summary: dict[str, Any] = {}
-    if request.get("as_of") is not None:
-        summary["as_of"] = request["as_of"]
-    if isinstance(request.get("store_ids"), list):
-        summary["store_ids_count"] = len(request["store_ids"])
+    if asked.get("as_of") is not None:
+        summary["as_of"] = asked["as_of"]
+    if isinstance(asked.get("store_ids"), list):
+        summary["store_ids_count"] = len(asked["store_ids"])
     return summary
 
 

@@ -192,6 +192,13 @@ def _ingest_token() -> str | None:
     return given
 
 
+def _is_base_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not (
+        parts.query or parts.fragment
+    )
+
+
 def state_dir_from_env() -> Path:
     return Path(os.environ.get("STOREMON_STATE_DIR", str(DEFAULT_STATE_DIR)))
 
@@ -244,6 +251,9 @@ class Settings:
     worker_metrics_port: int = DEFAULT_WORKER_METRICS_PORT
     #: Where a reporter serves /metrics (on api_host); 0: it serves none.
     reporter_metrics_port: int = DEFAULT_REPORTER_METRICS_PORT
+    #: Public base URL of the API (e.g. https://storemon.example.com) for the links it
+    #: answers with; None: relative links, never one built from a client's Host header.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -270,6 +280,7 @@ class Settings:
             report_retention_days=REPORT_RETENTION_DAYS.read(),
             worker_metrics_port=WORKER_METRICS_PORT.read(),
             reporter_metrics_port=REPORTER_METRICS_PORT.read(),
+            public_url=os.environ.get("STOREMON_PUBLIC_URL") or None,
         )
         settings.validate()
         return settings
@@ -335,6 +346,14 @@ class Settings:
                     "STOREMON_DB_SCHEMA",
                     self.db_schema,
                     f"must be a PostgreSQL schema name of 1 to {MAX_DB_SCHEMA_BYTES} bytes",
+                )
+            )
+        if self.public_url is not None and not _is_base_url(self.public_url):
+            found.append(
+                _invalid(
+                    "STOREMON_PUBLIC_URL",
+                    self.public_url,
+                    "must be an http:// or https:// URL without query or fragment",
                 )
             )
         found += self._token_problems()

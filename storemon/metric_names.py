@@ -16,6 +16,7 @@ EVENTS = "storemon_events_total"
 REPORTS = "storemon_reports"
 REPORT_DURATION = "storemon_report_duration_seconds"
 KAFKA_UP = "storemon_kafka_up"
+DATABASE_UP = "storemon_database_up"
 CONSUMER_LAG = "storemon_consumer_lag"
 
 API_METRICS = (
@@ -25,6 +26,7 @@ API_METRICS = (
     REPORTS,
     REPORT_DURATION,
     KAFKA_UP,
+    DATABASE_UP,
     CONSUMER_LAG,
 )
 

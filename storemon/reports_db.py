@@ -2,9 +2,11 @@
 
 Shared by the API (which creates, reads, streams and deletes reports) and the
 reporter (which completes or fails them). asyncpg has no large-object API, so
-the server functions (lo_create, lo_open, lowrite, loread, lo_close, lo_unlink)
-do the work, chunk by chunk, inside a transaction (a large object descriptor
-only lives as long as its transaction).
+the server functions do the work, chunk by chunk: lo_create, lo_open, lowrite
+and lo_close inside the transaction that completes a report (a large object
+descriptor only lives as long as its transaction), lo_get to read one back
+(each chunk on its own, so no connection stays busy between chunks) and
+lo_unlink.
 
 A report moves from `Running` to `Complete` or `Failed`, never back: every
 update below is conditional on the row still being `Running`, so a late
@@ -23,12 +25,12 @@ import math
 import re
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolAcquireContext
 
 from storemon.config import Settings
 
@@ -39,8 +41,10 @@ TIMED_OUT = "timed out"
 
 #: 128 random bits as lower-case hex (schemas/report-request.schema.json).
 REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
-#: Bytes per lowrite / loread call.
+#: Bytes per lowrite / lo_get call.
 CHUNK_BYTES = 1024 * 1024
+#: How long a caller waits for a pooled connection at most (`acquire`).
+ACQUIRE_TIMEOUT_S = 5.0
 #: Upper bounds (seconds) of the report duration histogram's buckets, +Inf added.
 #: Reports take about half a second (BENCHMARKS.md) and time out after
 #: STOREMON_REPORT_TIMEOUT_S (300 by default). A bound added later starts at 0;
@@ -48,7 +52,6 @@ CHUNK_BYTES = 1024 * 1024
 REPORT_DURATION_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 _INV_WRITE = 0x20000
-_INV_READ = 0x40000
 _SCHEMA_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -171,6 +174,12 @@ class StoredCsv:
 # ---------------------------------------------------------------------------------------
 
 
+def acquire(pool: asyncpg.Pool, timeout: float = ACQUIRE_TIMEOUT_S) -> PoolAcquireContext:
+    """A connection of `pool`, waited for at most `timeout` seconds: a pool all busy
+    raises TimeoutError, which counts as the database unavailable (is_unavailable)."""
+    return pool.acquire(timeout=timeout)
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -198,7 +207,7 @@ async def create_pool(
         server_settings={"search_path": settings.db_schema, "application_name": application_name},
     )
     try:
-        async with pool.acquire() as connection:
+        async with acquire(pool) as connection:
             await _ensure_schema(connection, settings.db_schema)
     except BaseException:
         await pool.close()
@@ -421,34 +430,23 @@ async def _unlink(connection: asyncpg.Connection, deleted: list[asyncpg.Record])
 # ---------------------------------------------------------------------------------------
 
 
-class LargeObjectReader:
-    """An open large object, read chunk by chunk (inside its connection's transaction)."""
+async def large_object_chunks(
+    pool: asyncpg.Pool, oid: int, byte_size: int, size: int = CHUNK_BYTES
+) -> AsyncIterator[bytes]:
+    """A large object of `byte_size` bytes, a chunk of at most `size` bytes at a time.
 
-    def __init__(self, connection: asyncpg.Connection, descriptor: int) -> None:
-        self._connection = connection
-        self._descriptor = descriptor
-
-    async def read(self, size: int = CHUNK_BYTES) -> bytes:
-        """The next chunk of at most `size` bytes; empty at the end."""
-        chunk: bytes = await self._connection.fetchval(
-            "SELECT loread($1, $2)", self._descriptor, size
-        )
-        return chunk
-
-    async def chunks(self, size: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
-        while chunk := await self.read(size):
-            yield chunk
-
-
-@asynccontextmanager
-async def open_large_object(pool: asyncpg.Pool, oid: int) -> AsyncIterator[LargeObjectReader]:
-    """Open a large object for reading on a connection of `pool`, for the block's duration.
-
-    Raises asyncpg.UndefinedObjectError if it does not exist (any more).
+    Each chunk is read on a connection acquired for that read alone and released
+    before the chunk is yielded, so no connection waits on what the caller does with
+    it (such as a client's download, at whatever speed). Raises
+    asyncpg.UndefinedObjectError if the object does not exist (any more): a
+    download of a report deleted meanwhile ends short.
     """
-    async with pool.acquire() as connection, connection.transaction(readonly=True):
-        descriptor = await connection.fetchval("SELECT lo_open($1, $2)", oid, _INV_READ)
-        yield LargeObjectReader(connection, descriptor)
+    for offset in range(0, byte_size, size):
+        async with acquire(pool) as connection:
+            chunk: bytes = await connection.fetchval("SELECT lo_get($1, $2, $3)", oid, offset, size)
+        if not chunk:
+            return
+        yield chunk
 
 
 async def large_object_exists(connection: asyncpg.Connection, oid: int) -> bool:

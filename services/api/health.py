@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 from aiohttp import web
@@ -11,6 +12,9 @@ from confluent_kafka import KafkaException
 from storemon import config, prometheus, reports_db
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import error_response
+from storemon.api.metrics import ReportFigures
+
+log = logging.getLogger("storemon.api")
 
 #: How long readiness waits for each server.
 READY_TIMEOUT_S = 3.0
@@ -22,7 +26,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def _postgres_check(request: web.Request) -> str:
     try:
-        async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as connection:
+        async with reports_db.acquire(request.app[POOL], READY_TIMEOUT_S) as connection:
             await connection.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
     except Exception as exc:
         # Any error of the server's, or any meaning it cannot be reached (OSError
@@ -52,12 +56,26 @@ async def readyz(request: web.Request) -> web.Response:
     return error_response(503, "not_ready", failing, checks=checks)
 
 
+async def _report_figures(request: web.Request) -> ReportFigures | None:
+    """The reports' figures; None while the database cannot be reached."""
+    try:
+        async with reports_db.acquire(request.app[POOL]) as connection:
+            return ReportFigures(
+                await reports_db.count_by_status(connection),
+                await reports_db.report_durations(connection),
+            )
+    except Exception as exc:
+        if not reports_db.is_unavailable(exc):
+            raise
+        log.warning("GET /metrics without the reports: database unreachable: %s", exc)
+        return None
+
+
 async def metrics(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as connection:
-        reports_by_status = await reports_db.count_by_status(connection)
-        report_durations = await reports_db.report_durations(connection)
+    """Whatever can be read: lag from Kafka does not wait for PostgreSQL, nor the reverse."""
+    reports = await _report_figures(request)
     lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])
-    text = request.app[METRICS].render(reports_by_status, report_durations, lag)
+    text = request.app[METRICS].render(reports, lag)
     return web.Response(body=text.encode(), headers={"Content-Type": prometheus.CONTENT_TYPE})
 
 

@@ -9,8 +9,16 @@ confirmed every record; if it did not, the answer is 503 and the client sends
 the batch again (replaying observations changes nothing).
 
 NDJSON and CSV bodies are read line by line (a line ends at LF, CRLF or CR;
-lines of spaces and tabs are skipped); no record is produced before the whole
-body has been read and judged.
+lines of spaces and tabs are skipped), JSON arrays item by item. No record is
+produced before the whole body has been read and judged as a whole (UTF-8,
+JSON syntax, CSV header), so a body refused as a whole leaves nothing behind.
+
+Memory per request is bounded by the body, whatever it holds: rows are judged
+one at a time, never all kept; records go out in groups of DELIVERY_GROUP
+whose confirmations are awaited before the next group; the answer lists at
+most MAX_ERRORS_LISTED rejected rows (all are counted and dead-lettered). The
+work yields to the event loop every YIELD_EVERY_ROWS rows, so a large body
+does not hold up other requests.
 """
 
 from __future__ import annotations
@@ -30,10 +38,15 @@ from storemon import config, events, inputs
 from storemon.api.body import read_body
 from storemon.api.context import METRICS, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
+from storemon.api.producer import AsyncProducer, DeliveryError
 from storemon.inputs import Observation, RowError
 
 #: The answer lists at most this many rejected rows (all are counted and dead-lettered).
 MAX_ERRORS_LISTED = 1000
+#: Records in flight at most per request: their confirmations are awaited as a group.
+DELIVERY_GROUP = 5000
+#: Rows judged between two turns of the event loop (some milliseconds of work).
+YIELD_EVERY_ROWS = 500
 CSV_COLUMNS = frozenset({"store_id", "timestamp_utc", "status"})
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -41,6 +54,8 @@ CSV_TYPES = frozenset({"text/csv"})
 #: What the dead-letter records name as their source.
 DLQ_SOURCE = "http"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_JSON_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -60,10 +75,11 @@ def _object_row(index: int, line: int | None, raw: str, value: Any) -> BodyRow:
     return BodyRow(index, line, raw, RowError("(record)", "must be a JSON object"))
 
 
-def _json_value(text: str) -> Any:
-    """json.loads, with each way it can refuse a text as a RowError("(record)", why)."""
+def _json_value_at(text: str, start: int) -> tuple[Any, int]:
+    """The JSON value starting at `start` and where it ends (json.JSONDecoder.raw_decode),
+    with each way it can refuse a text as a RowError("(record)", why)."""
     try:
-        return json.loads(text)
+        return _JSON_DECODER.raw_decode(text, start)
     except json.JSONDecodeError as exc:
         reason = f"not JSON: {exc}"
     except RecursionError:
@@ -76,6 +92,21 @@ def _json_value(text: str) -> Any:
     raise RowError("(record)", reason)
 
 
+def _skip_json_whitespace(text: str, position: int) -> int:
+    match = _JSON_WHITESPACE.match(text, position)
+    assert match is not None  # it matches the empty string
+    return match.end()
+
+
+def _json_value(text: str) -> Any:
+    """json.loads, its refusals as RowError("(record)", why)."""
+    value, end = _json_value_at(text, _skip_json_whitespace(text, 0))
+    end = _skip_json_whitespace(text, end)
+    if end != len(text):
+        raise RowError("(record)", f"not JSON: {json.JSONDecodeError('Extra data', text, end)}")
+    return value
+
+
 def _item_text(value: Any) -> str:
     """An array item as compact JSON, for its dead-letter record."""
     try:
@@ -84,19 +115,56 @@ def _item_text(value: Any) -> str:
         return "(an item nested too deeply to write back)"
 
 
-def _json_rows(text: str) -> Iterator[BodyRow]:
+def _json_array_items(text: str) -> Iterator[Any]:
+    """The items of the JSON array `text`, one at a time (never the whole list); a text
+    that is not one is ApiError 400, once its end shows it."""
+    start = _skip_json_whitespace(text, 0)
+    if not text.startswith("[", start):
+        try:
+            _json_value(text)
+        except RowError as exc:
+            raise ApiError(400, "bad_request", f"the body is {exc.reason}") from None
+        raise ApiError(400, "bad_request", "the body must be a JSON array of observations")
+    position = _skip_json_whitespace(text, start + 1)
+    closed = text.startswith("]", position)
+    if closed:
+        position += 1
     try:
-        values = _json_value(text)
+        while not closed:
+            value, position = _json_value_at(text, position)
+            yield value
+            position = _skip_json_whitespace(text, position)
+            if text.startswith(",", position):
+                position = _skip_json_whitespace(text, position + 1)
+            elif text.startswith("]", position):
+                position, closed = position + 1, True
+            else:
+                error = json.JSONDecodeError("Expecting ',' delimiter", text, position)
+                raise RowError("(record)", f"not JSON: {error}")
+        position = _skip_json_whitespace(text, position)
+        if position != len(text):
+            error = json.JSONDecodeError("Extra data", text, position)
+            raise RowError("(record)", f"not JSON: {error}")
     except RowError as exc:
         raise ApiError(400, "bad_request", f"the body is {exc.reason}") from None
-    if not isinstance(values, list):
-        raise ApiError(400, "bad_request", "the body must be a JSON array of observations")
-    for index, value in enumerate(values):
+
+
+def _json_rows(text: str) -> Iterator[BodyRow]:
+    for index, value in enumerate(_json_array_items(text)):
         yield _object_row(index, None, _item_text(value), value)
 
 
+def _lines(text: str) -> Iterator[str]:
+    """_LINE_BREAK.split(text), one line at a time."""
+    start = 0
+    for line_break in _LINE_BREAK.finditer(text):
+        yield text[start : line_break.start()]
+        start = line_break.end()
+    yield text[start:]
+
+
 def _non_blank_lines(text: str) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if line.strip(" \t"):
             yield number, line
 
@@ -146,23 +214,30 @@ def _csv_rows(text: str) -> Iterator[BodyRow]:
             yield BodyRow(index, number, line, error)
 
 
-def _body_rows(request: web.Request, body: bytes) -> Iterator[BodyRow]:
+async def _body_rows(request: web.Request, body: bytes) -> Iterator[BodyRow]:
+    """The body's rows, once the body as a whole is known to be readable (else ApiError)."""
+    parsers = {
+        **dict.fromkeys(JSON_TYPES, _json_rows),
+        **dict.fromkeys(NDJSON_TYPES, _ndjson_rows),
+        **dict.fromkeys(CSV_TYPES, _csv_rows),
+    }
+    parser = parsers.get(request.content_type.lower())
+    if parser is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Content-Type must be application/json (an array), application/x-ndjson or text/csv",
+        )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "bad_request", f"the body is not UTF-8: {exc}") from None
-    content_type = request.content_type.lower()
-    if content_type in JSON_TYPES:
-        return _json_rows(text)
-    if content_type in NDJSON_TYPES:
-        return _ndjson_rows(text)
-    if content_type in CSV_TYPES:
-        return _csv_rows(text)
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        "Content-Type must be application/json (an array), application/x-ndjson or text/csv",
-    )
+    if parser is _json_rows:
+        # Only the array's end shows it is one: read it through first, item by item.
+        for count, _ in enumerate(_json_array_items(text), start=1):
+            if count % YIELD_EVERY_ROWS == 0:
+                await asyncio.sleep(0)
+    return parser(text)
 
 
 def _observation(row: BodyRow, received_at_us: int) -> Observation:
@@ -171,61 +246,86 @@ def _observation(row: BodyRow, received_at_us: int) -> Observation:
     return events.observation_from_record(row.fields, received_at_us)
 
 
+class _Deliveries:
+    """Records produced for one request, at most DELIVERY_GROUP of them unconfirmed:
+    producing more first awaits the broker's answers (503 if it refused one)."""
+
+    def __init__(self, producer: AsyncProducer) -> None:
+        self._group = producer.group()
+
+    async def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if self._group.unconfirmed >= DELIVERY_GROUP:
+            await self.confirmed()
+        try:
+            await self._group.produce(topic, key, value)
+        except DeliveryError as exc:
+            raise _not_confirmed(exc) from None
+
+    async def confirmed(self) -> None:
+        """Once the broker confirmed every record produced so far."""
+        try:
+            await self._group.confirmed()
+        except DeliveryError as exc:
+            raise _not_confirmed(exc) from None
+
+
+def _not_confirmed(error: DeliveryError) -> ApiError:
+    return ApiError(
+        503,
+        "kafka_unavailable",
+        f"{error}; send the request again (replayed observations change nothing)",
+    )
+
+
 async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
-    # The whole body is judged before anything is produced: a body refused as a whole
-    # leaves nothing behind on the topics.
-    rows = list(_body_rows(request, body))
+    rows = await _body_rows(request, body)
     settings = request.app[SETTINGS]
-    producer = request.app[PRODUCER]
     status_topic = settings.topic(config.TOPIC_STATUS)
     dlq_topic = settings.topic(config.TOPIC_STATUS_DLQ)
     received_at = events.now_us()
-    deliveries = []
+    deliveries = _Deliveries(request.app[PRODUCER])
     accepted = 0
-    rejected: list[dict[str, Any]] = []
+    rejected = 0
+    errors: list[dict[str, Any]] = []
     # Each store's polls, in request order, go out as batch records: a worker
-    # absorbs a batch as one event.
+    # absorbs a batch as one event. A store's batch goes out once full.
     polls_by_store: dict[str, list[tuple[str, bool]]] = {}
     for row in rows:
+        if row.index % YIELD_EVERY_ROWS == YIELD_EVERY_ROWS - 1:
+            await asyncio.sleep(0)
         try:
             observation = _observation(row, received_at)
         except RowError as exc:
+            rejected += 1
             field = events.shown_field(exc.field)
-            rejected.append(
-                {"index": row.index, "line": row.line, "field": field, "reason": exc.reason}
-            )
+            if len(errors) < MAX_ERRORS_LISTED:
+                errors.append(
+                    {"index": row.index, "line": row.line, "field": field, "reason": exc.reason}
+                )
             value = events.dlq_record(DLQ_SOURCE, row.index, field, exc.reason, row.raw)
-            deliveries.append(await producer.produce_later(dlq_topic, None, value))
+            await deliveries.produce(dlq_topic, None, value)
         else:
             accepted += 1
-            polls_by_store.setdefault(observation.store_id, []).append(
+            polls = polls_by_store.setdefault(observation.store_id, [])
+            polls.append(
                 (inputs.format_timestamp(observation.timestamp_us), observation.status == "active")
             )
+            if len(polls) == events.MAX_BATCH_POLLS:
+                del polls_by_store[observation.store_id]
+                await _produce_batch(deliveries, status_topic, observation.store_id, polls)
     for store_id, polls in polls_by_store.items():
-        for first in range(0, len(polls), events.MAX_BATCH_POLLS):
-            value = events.encode_observation_batch(
-                store_id, polls[first : first + events.MAX_BATCH_POLLS]
-            )
-            deliveries.append(
-                await producer.produce_later(status_topic, store_id.encode(), value)
-            )
-    outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    if failures:
-        raise ApiError(
-            503,
-            "kafka_unavailable",
-            f"{len(failures)} of {len(deliveries)} records were not confirmed by the broker "
-            f"({failures[0]}); send the request again (replayed observations change nothing)",
-        )
+        await _produce_batch(deliveries, status_topic, store_id, polls)
+    await deliveries.confirmed()
     metrics = request.app[METRICS]
     metrics.events["accepted"] += accepted
-    metrics.events["rejected"] += len(rejected)
-    return web.json_response(
-        {
-            "accepted": accepted,
-            "rejected": len(rejected),
-            "errors": rejected[:MAX_ERRORS_LISTED],
-        }
+    metrics.events["rejected"] += rejected
+    return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors})
+
+
+async def _produce_batch(
+    deliveries: _Deliveries, topic: str, store_id: str, polls: list[tuple[str, bool]]
+) -> None:
+    await deliveries.produce(
+        topic, store_id.encode(), events.encode_observation_batch(store_id, polls)
     )

@@ -6,7 +6,9 @@ sum them. Reports (by status, and the request-to-Complete histogram) come from
 PostgreSQL and consumer lag from Kafka, so every replica serves the same figures:
 take one (max), not their sum. The duration histogram is counted in the database
 because no API process sees a report complete (a reporter does), and its counts
-live apart from the reports so that deleting reports never lowers them.
+live apart from the reports so that deleting reports never lowers them. What a
+source that cannot be read would give is left out, its gauge
+(storemon_database_up, storemon_kafka_up) 0: the rest is still served.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -52,12 +55,9 @@ class Metrics:
             self._lag_read_at = time.monotonic()
         return self._lag
 
-    def render(
-        self,
-        reports_by_status: dict[str, int],
-        report_durations: list[DurationBucket],
-        lag: list[PartitionLag] | None,
-    ) -> str:
+    def render(self, reports: ReportFigures | None, lag: list[PartitionLag] | None) -> str:
+        """The metrics; those of the reports left out when `reports` is None (the
+        database could not be read)."""
         lines: list[str] = []
         family(lines, names.HTTP_REQUESTS, "counter", "HTTP requests answered.")
         for (method, route, status), count in sorted(self.requests.items()):
@@ -79,24 +79,10 @@ class Metrics:
         family(lines, names.EVENTS, "counter", "Observations received on POST /events.")
         for outcome in ("accepted", "rejected"):
             lines.append(f"{names.EVENTS}{prom_labels(outcome=outcome)} {self.events[outcome]}")
-        family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
-        for status, count in sorted(reports_by_status.items()):
-            lines.append(f"{names.REPORTS}{prom_labels(status=status)} {count}")
-        family(
-            lines,
-            names.REPORT_DURATION,
-            "histogram",
-            "Seconds from a report's request to Complete, over every completed report.",
-        )
-        completed = 0
-        seconds_sum = 0.0
-        for bucket in report_durations:
-            completed += bucket.reports
-            seconds_sum += bucket.seconds_sum
-            le = "+Inf" if math.isinf(bucket.le) else repr(bucket.le)
-            lines.append(f"{names.REPORT_DURATION}_bucket{prom_labels(le=le)} {completed}")
-        lines.append(f"{names.REPORT_DURATION}_sum {seconds_sum:.6f}")
-        lines.append(f"{names.REPORT_DURATION}_count {completed}")
+        family(lines, names.DATABASE_UP, "gauge", "Whether the reports could be read.")
+        lines.append(f"{names.DATABASE_UP} {0 if reports is None else 1}")
+        if reports is not None:
+            _render_reports(lines, reports)
         family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
         lines.append(f"{names.KAFKA_UP} {0 if lag is None else 1}")
         family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
@@ -104,6 +90,35 @@ class Metrics:
             labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
             lines.append(f"{names.CONSUMER_LAG}{labels} {row.lag}")
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ReportFigures:
+    """What /metrics reads from PostgreSQL."""
+
+    by_status: dict[str, int]
+    durations: list[DurationBucket]
+
+
+def _render_reports(lines: list[str], reports: ReportFigures) -> None:
+    family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
+    for status, count in sorted(reports.by_status.items()):
+        lines.append(f"{names.REPORTS}{prom_labels(status=status)} {count}")
+    family(
+        lines,
+        names.REPORT_DURATION,
+        "histogram",
+        "Seconds from a report's request to Complete, over every completed report.",
+    )
+    completed = 0
+    seconds_sum = 0.0
+    for bucket in reports.durations:
+        completed += bucket.reports
+        seconds_sum += bucket.seconds_sum
+        le = "+Inf" if math.isinf(bucket.le) else repr(bucket.le)
+        lines.append(f"{names.REPORT_DURATION}_bucket{prom_labels(le=le)} {completed}")
+    lines.append(f"{names.REPORT_DURATION}_sum {seconds_sum:.6f}")
+    lines.append(f"{names.REPORT_DURATION}_count {completed}")
 
 
 def counting_middleware(metrics: Metrics) -> web.middleware:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from storemon import config, inputs, reports_db
+from storemon import config, events, inputs, reports_db
 from storemon.api.body import read_body
 from storemon.api.context import POOL, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
@@ -20,8 +20,17 @@ from storemon.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
 
 log = logging.getLogger("storemon.api")
 
-#: The schema's limit on store_ids (schemas/report-request.schema.json).
-MAX_STORE_IDS = 100_000
+#: The largest report request the API produces, encoded: the broker's default message
+#: limit (message.max.bytes, about 1 MB) with room for the record's own overhead.
+MAX_REQUEST_BYTES = 900_000
+#: The schema's limit on store_ids (schemas/report-request.schema.json): that many ids
+#: of the longest kind (128 characters, 131 bytes encoded) fit in MAX_REQUEST_BYTES.
+#: Ids whose characters JSON escapes take more room: the encoded size is checked too.
+MAX_STORE_IDS = 6_000
+#: as_of may not be earlier than this (PostgreSQL would store year 1 as -infinity)...
+EARLIEST_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
+#: ...nor later than this after now (polls further ahead are refused too).
+MAX_AS_OF_AHEAD = timedelta(microseconds=events.MAX_FUTURE_US)
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
 
@@ -29,6 +38,10 @@ MAX_LIST_LIMIT = 1000
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
+    if moment.tzinfo is None:
+        # asyncpg reads PostgreSQL's infinite timestamps (which rows written before
+        # as_of was bounded may hold) as naive datetime.min / datetime.max.
+        return "-infinity" if moment == datetime.min else "infinity"
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -43,6 +56,11 @@ def _bad_request(message: str) -> ApiError:
 
 async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
     """`as_of` and `store_ids` from a JSON body, or else from the query string."""
+    if request.method != "POST" and request.body_exists:
+        raise _bad_request(
+            "GET /trigger_report takes no body: send the JSON body with POST /trigger_report,"
+            " or as_of and store_ids in the query string"
+        )
     body = await read_body(request) if request.method == "POST" else b""
     if body.strip():
         try:
@@ -63,20 +81,42 @@ async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
     parameters: dict[str, Any] = {}
     if given.get("as_of") is not None:
         try:
-            parameters["as_of"] = inputs.format_timestamp(inputs.parse_timestamp(given["as_of"]))
+            as_of_us = inputs.parse_timestamp(given["as_of"])
         except inputs.RowError as exc:
             raise _bad_request(f"as_of: {exc.reason}") from None
+        latest = datetime.now(UTC) + MAX_AS_OF_AHEAD
+        if not EARLIEST_AS_OF <= reports_db.datetime_from_us(as_of_us) <= latest:
+            raise _bad_request(
+                f"as_of must be between {_iso(EARLIEST_AS_OF)} and a day from now ({_iso(latest)})"
+            )
+        parameters["as_of"] = inputs.format_timestamp(as_of_us)
     store_ids = given.get("store_ids")
     if store_ids is not None:
         if not isinstance(store_ids, list) or not store_ids:
             raise _bad_request("store_ids must be a non-empty list of store ids")
         if len(store_ids) > MAX_STORE_IDS:
-            raise _bad_request(f"store_ids names more than {MAX_STORE_IDS} stores")
+            raise _bad_request(
+                f"store_ids names {len(store_ids)} stores, more than the limit of"
+                f" {MAX_STORE_IDS}; request several reports, or one of every store"
+            )
         try:
             parameters["store_ids"] = [inputs.parse_store_id(store) for store in store_ids]
         except inputs.RowError as exc:
             raise _bad_request(f"store_ids: {exc.reason}") from None
+        # The request's other fields have a fixed size: any id and time stand in for them.
+        size = len(_encoded_request(reports_db.new_report_id(), datetime.now(UTC), parameters))
+        if size > MAX_REQUEST_BYTES:
+            raise _bad_request(
+                f"the request would take {size} bytes in Kafka, over the limit of"
+                f" {MAX_REQUEST_BYTES}: name fewer stores"
+            )
     return parameters
+
+
+def _encoded_request(report_id: str, requested_at: datetime, parameters: dict[str, Any]) -> bytes:
+    """The value of the report's record on report-requests."""
+    value = {"report_id": report_id, "requested_at": _iso(requested_at), **parameters}
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 async def trigger_report(request: web.Request) -> web.Response:
@@ -84,19 +124,18 @@ async def trigger_report(request: web.Request) -> web.Response:
     parameters = await _trigger_parameters(request)
     pool = request.app[POOL]
     report_id = reports_db.new_report_id()
-    async with pool.acquire() as connection:
+    async with reports_db.acquire(pool) as connection:
         requested_at = await reports_db.insert_running(connection, report_id, parameters)
-    value = {"report_id": report_id, "requested_at": _iso(requested_at), **parameters}
     topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
     try:
         await request.app[PRODUCER].produce(
-            topic, report_id.encode(), json.dumps(value, separators=(",", ":")).encode()
+            topic, report_id.encode(), _encoded_request(report_id, requested_at, parameters)
         )
     except DeliveryError as exc:
         log.error(
             "report request %s not delivered: %s", report_id, exc, extra={"report_id": report_id}
         )
-        async with pool.acquire() as connection:
+        async with reports_db.acquire(pool) as connection:
             await reports_db.fail_report(connection, report_id, f"request not queued: {exc}")
         raise ApiError(
             503, "kafka_unavailable", "the report request could not be queued; try again"
@@ -131,7 +170,7 @@ def _checked_report_id(text: str | None) -> str:
 
 async def _current_report(request: web.Request, report_id: str) -> ReportRow:
     """The report's row (404 if none), timed out first if it has been Running too long."""
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         row = await reports_db.fetch_report(connection, report_id)
         if row is None:
             raise ApiError(404, "not_found", f"no report {report_id}")
@@ -145,8 +184,22 @@ async def _current_report(request: web.Request, report_id: str) -> ReportRow:
     return row
 
 
-def _download_path(report_id: str) -> str:
-    return f"/reports/{report_id}.csv"
+def _download_url(request: web.Request, report_id: str) -> str:
+    """Under STOREMON_PUBLIC_URL, or relative: never under the Host a client claims."""
+    path = f"/reports/{report_id}.csv"
+    public_url = request.app[SETTINGS].public_url
+    return path if public_url is None else public_url.rstrip("/") + path
+
+
+def _request_summary(asked: dict[str, Any]) -> dict[str, Any]:
+    """What a report request asked for, with the number of stores named rather than
+    their ids (thousands of them, repeated in every listing)."""
+    summary: dict[str, Any] = {}
+    if asked.get("as_of") is not None:
+        summary["as_of"] = asked["as_of"]
+    if isinstance(asked.get("store_ids"), list):
+        summary["store_ids_count"] = len(asked["store_ids"])
+    return summary
 
 
 def _summary(row: ReportRow, request: web.Request) -> dict[str, Any]:
@@ -155,15 +208,13 @@ def _summary(row: ReportRow, request: web.Request) -> dict[str, Any]:
         "report_id": row.report_id,
         "status": row.status,
         "requested_at": _iso(row.requested_at),
-        "request": row.request,
+        "request": _request_summary(row.request),
         "attempts": row.attempts,
         "finished_at": _iso(row.finished_at),
     }
     if row.status == COMPLETE:
         summary |= {
-            "download_url": str(
-                request.url.with_path(_download_path(row.report_id)).with_query(None)
-            ),
+            "download_url": _download_url(request, row.report_id),
             "rows": row.row_count,
             "bytes": row.byte_size,
             "checksum_sha256": row.checksum_sha256,
@@ -236,20 +287,22 @@ async def _stream_csv(request: web.Request, row: ReportRow) -> web.StreamRespons
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    async with AsyncExitStack() as stack:
+    chunks = reports_db.large_object_chunks(request.app[POOL], row.lo_oid, row.byte_size)
+    async with aclosing(chunks):
         try:
-            csv = await stack.enter_async_context(
-                reports_db.open_large_object(request.app[POOL], row.lo_oid)
-            )
+            first = await anext(chunks, b"")
         except asyncpg.UndefinedObjectError:
             raise ApiError(404, "not_found", f"report {row.report_id} was deleted") from None
         await response.prepare(request)
         try:
-            async for chunk in csv.chunks():
+            await response.write(first)
+            async for chunk in chunks:
                 await response.write(chunk)
         except (asyncpg.PostgresError, OSError) as exc:
             # The headers are out: all that is left is to end the answer short of
             # its Content-Length, which the client sees as an incomplete download.
+            # So it goes when the report is deleted meanwhile, the database cannot
+            # be reached, or the client went away.
             log.warning(
                 "streaming report %s stopped: %s",
                 row.report_id,
@@ -271,7 +324,7 @@ async def list_reports(request: web.Request) -> web.Response:
         raise _bad_request("limit must be an integer") from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise _bad_request(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         await reports_db.fail_overdue(connection, request.app[SETTINGS].report_timeout_s)
         rows = await reports_db.list_reports(connection, limit)
     return web.json_response({"reports": [_summary(row, request) for row in rows]})
@@ -280,7 +333,7 @@ async def list_reports(request: web.Request) -> web.Response:
 async def delete_report(request: web.Request) -> web.Response:
     """Delete the report and unlink its CSV."""
     report_id = _checked_report_id(request.match_info["report_id"])
-    async with request.app[POOL].acquire() as connection:
+    async with reports_db.acquire(request.app[POOL]) as connection:
         if not await reports_db.delete_report(connection, report_id):
             raise ApiError(404, "not_found", f"no report {report_id}")
     return web.Response(status=204)

@@ -1,16 +1,20 @@
-"""Fixtures of the integration tests: for report tests, a PostgreSQL schema of their own."""
+"""Fixtures of the integration tests: for report tests, a PostgreSQL schema of their own;
+the API in-process on it."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from storemon import reports_db
+from storemon.api.app import create_app
 from storemon.config import Settings
 from storemon.kafka import ensure_topics
 
@@ -29,6 +33,21 @@ def report_settings(kafka_bootstrap: str, postgres_dsn: str, topic_prefix: str, 
     return dataclasses.replace(
         settings_for(kafka_bootstrap, topic_prefix), database_url=postgres_dsn, db_schema=db_schema
     )
+
+
+@pytest.fixture
+def api(report_settings: Settings, pool: asyncpg.Pool):
+    """`async with api(**settings) as client`: the API in-process (aiohttp's test
+    server) on the test's topics and schema."""
+    ensure_topics(report_settings)
+
+    @asynccontextmanager
+    async def start(**overrides):
+        app = create_app(dataclasses.replace(report_settings, **overrides))
+        async with TestClient(TestServer(app)) as client:
+            yield client
+
+    return start
 
 
 @pytest.fixture

@@ -1,21 +1,28 @@
 """The HTTP API in-process (aiohttp test server) against the real Kafka and PostgreSQL."""
 
-import dataclasses
+import asyncio
 import hashlib
 import json
+import logging
 import re
+import socket
 import time
-from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
+import psutil
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jsonschema import Draft202012Validator
 
-from storemon import config, reports_db
+from storemon import config, inputs, reports_db
+from storemon.api import ingest
 from storemon.api.app import OPENAPI_PATH, create_app
-from storemon.kafka import ensure_topics
+from storemon.api.context import POOL
 from storemon.schemas import schema_errors
+
+from .services import record_count
+from .stack import report_csv, report_json
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text())
 TOKEN = "s3cret-token"
@@ -49,20 +56,6 @@ def read_topic(settings, topic: str, count: int, timeout: float = 30) -> list[tu
         return records
     finally:
         consumer.close()
-
-
-@pytest.fixture
-def api(report_settings, pool):
-    """`async with api(**settings) as client`: the API on the test's topics and schema."""
-    ensure_topics(report_settings)
-
-    @asynccontextmanager
-    async def start(**overrides):
-        app = create_app(dataclasses.replace(report_settings, **overrides))
-        async with TestClient(TestServer(app)) as client:
-            yield client
-
-    return start
 
 
 async def error_of(response, status: int) -> dict:
@@ -164,20 +157,35 @@ async def test_a_report_running_past_the_timeout_is_answered_failed(api, pool):
     assert answer == {"report_id": report_id, "status": "Failed", "error": "timed out"}
 
 
-async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
-    header = b"store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,"
-    csv = header + b"".join(b"%d,60,24,168,0,0,0\n" % i for i in range(150_000))  # > 2 chunks
+CSV_HEADER = (
+    b"store_id,uptime_last_hour,uptime_last_day,uptime_last_week,"
+    b"downtime_last_hour,downtime_last_day,downtime_last_week\n"
+)
+
+
+def report_csv_of(rows: int) -> bytes:
+    return CSV_HEADER + b"".join(b"%d,60,24,168,0,0,0\n" % i for i in range(rows))
+
+
+async def complete_report(pool, csv: bytes, request: dict | None = None) -> str:
+    """A report as a reporter completes it (as of 2023-01-25T18:13:22.479220Z); its id."""
     async with pool.acquire() as connection:
         report_id = reports_db.new_report_id()
-        await reports_db.insert_running(connection, report_id, {})
+        await reports_db.insert_running(connection, report_id, request or {})
         await reports_db.complete_report(
             connection,
             report_id,
             csv,
-            row_count=150_000,
+            row_count=csv.count(b"\n") - 1,
             as_of=reports_db.datetime_from_us(1_674_670_402_479_220),
             state_offsets={"changelog": {0: 5}},
         )
+    return report_id
+
+
+async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
+    csv = report_csv_of(150_000)  # > 2 chunks
+    report_id = await complete_report(pool, csv)
     checksum = hashlib.sha256(csv).hexdigest()
     async with api() as client:
         response = await client.get("/get_report", params={"report_id": report_id})
@@ -196,11 +204,11 @@ async def test_a_complete_report_streams_its_csv_or_describes_itself(api, pool):
         summary = await described.json()
         check_against_openapi("Report", summary)
         assert summary["status"] == "Complete" and summary["rows"] == 150_000
+        assert summary["request"] == {}
         assert summary["as_of"] == "2023-01-25T18:13:22.479220Z"
         assert summary["checksum_sha256"] == checksum
         assert summary["state_offsets"] == {"changelog": {"0": 5}}
-        download_path = summary["download_url"].split(str(client.make_url("")), 1)[-1]
-        assert download_path.endswith(f"/reports/{report_id}.csv")
+        assert summary["download_url"] == f"/reports/{report_id}.csv"
 
         download = await client.get(f"/reports/{report_id}.csv")
         assert await download.read() == csv
@@ -372,3 +380,262 @@ async def test_readiness_fails_when_kafka_is_unreachable(api):
     assert response.status == 503
     check_against_openapi("NotReady", body)
     assert body["checks"]["postgres"] == "ok" and body["checks"]["kafka"] != "ok"
+
+
+async def test_download_url_is_under_the_public_url_never_the_host_header(api, pool):
+    report_id = await complete_report(pool, report_csv_of(3))
+    forged = {"Accept": "application/json", "Host": "evil.example:666"}
+    for public_url, expected in [
+        (None, f"/reports/{report_id}.csv"),
+        ("https://storemon.example.com/", f"https://storemon.example.com/reports/{report_id}.csv"),
+    ]:
+        async with api(public_url=public_url) as client:
+            summary = await (
+                await client.get("/get_report", params={"report_id": report_id}, headers=forged)
+            ).json()
+            listed = await (await client.get("/reports", headers=forged)).json()
+        assert summary["download_url"] == expected
+        assert listed["reports"][0]["download_url"] == expected
+
+
+async def test_listings_count_the_store_ids_asked_for_rather_than_echo_them(api, pool):
+    store_ids = [f"store-{i}" for i in range(500)]
+    as_of = "2023-01-25T18:00:00.000000Z"
+    report_id = await complete_report(
+        pool, report_csv_of(3), request={"as_of": as_of, "store_ids": store_ids}
+    )
+    async with api() as client:
+        listed = await (await client.get("/reports")).json()
+        summary = await report_json(client, report_id)
+    check_against_openapi("ReportList", listed)
+    check_against_openapi("Report", summary)
+    assert listed["reports"][0]["request"] == {"as_of": as_of, "store_ids_count": 500}
+    assert summary["request"] == {"as_of": as_of, "store_ids_count": 500}
+
+
+async def test_as_of_out_of_the_documented_range_is_refused(api):
+    now = datetime.now(UTC)
+    async with api() as client:
+        for as_of in [
+            "0001-01-01T00:00:00Z",
+            "1999-12-31T23:59:59.999999Z",
+            (now + timedelta(days=1, hours=1)).isoformat(),
+            "9999-12-31T23:59:59Z",
+        ]:
+            response = await client.post("/trigger_report", json={"as_of": as_of})
+            error = await error_of(response, 400)
+            assert "as_of must be between 2000-01-01T00:00:00" in error["message"], as_of
+        for as_of in ["2000-01-01T00:00:00Z", (now + timedelta(hours=23)).isoformat()]:
+            response = await client.post("/trigger_report", json={"as_of": as_of})
+            assert response.status == 202, await response.text()
+
+
+async def test_reports_stored_with_an_infinite_as_of_are_still_listed(api, pool):
+    """Rows an older version wrote (a year-1 as_of became -infinity) break no answer."""
+    infinite = {}
+    for value in ("-infinity", "infinity"):
+        report_id = await complete_report(pool, report_csv_of(3))
+        async with pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE reports SET as_of = $2::text::timestamptz WHERE report_id = $1",
+                report_id,
+                value,
+            )
+        infinite[report_id] = value
+    async with api() as client:
+        response = await client.get("/reports")
+        assert response.status == 200, await response.text()
+        listed = await response.json()
+        for report_id, value in infinite.items():
+            assert (await report_json(client, report_id))["as_of"] == value
+    check_against_openapi("ReportList", listed)
+    assert {report["report_id"]: report["as_of"] for report in listed["reports"]} == infinite
+
+
+async def test_store_ids_beyond_what_kafka_takes_are_refused_not_retried(api, report_settings):
+    async with api() as client:
+        response = await client.post(
+            "/trigger_report", json={"store_ids": [f"s{i}" for i in range(50_000)]}
+        )
+        error = await error_of(response, 400)
+        assert "50000 stores, more than the limit of 6000" in error["message"]
+        # Ids JSON escapes (each character of these as \\u00e9) are measured encoded.
+        response = await client.post("/trigger_report", json={"store_ids": ["é" * 128] * 2000})
+        error = await error_of(response, 400)
+        assert "over the limit of 900000" in error["message"]
+        # The largest request of the longest plain ids is queued.
+        largest = [f"{i:0128d}" for i in range(6000)]
+        response = await client.post("/trigger_report", json={"store_ids": largest})
+        assert response.status == 202, await response.text()
+        report_id = (await response.json())["report_id"]
+    [(key, request)] = read_topic(report_settings, config.TOPIC_REPORT_REQUESTS, 1)
+    assert key == report_id.encode() and request["store_ids"] == largest
+
+
+async def test_get_trigger_report_refuses_a_body(api):
+    async with api() as client:
+        response = await client.get("/trigger_report", json={"store_ids": ["1"]})
+        error = await error_of(response, 400)
+    assert "POST" in error["message"]
+
+
+#: As many as the API's pool has connections (services/api/app.py).
+STALLED_DOWNLOADS = 20
+
+
+async def stalled_download(client, path: str) -> socket.socket:
+    """A download whose client stops reading once the answer started: a socket with a
+    tiny receive buffer, which has read one byte."""
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    connection.connect((client.host, client.port))
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: storemon\r\n\r\n".encode())
+    connection.setblocking(False)
+    loop = asyncio.get_running_loop()
+    assert await asyncio.wait_for(loop.sock_recv(connection, 1), 10) == b"H"
+    return connection
+
+
+async def test_clients_that_stop_reading_a_download_hold_no_database_connection(api, pool):
+    report_id = await complete_report(pool, report_csv_of(250_000))  # 5.7 MB
+    async with api() as client:
+        stalled = [
+            await stalled_download(client, f"/reports/{report_id}.csv")
+            for _ in range(STALLED_DOWNLOADS)
+        ]
+        try:
+            for path in ["/readyz", "/reports", "/metrics", f"/get_report?report_id={report_id}"]:
+                started = time.monotonic()
+                response = await asyncio.wait_for(
+                    client.get(path, headers={"Accept": "application/json"}), 3
+                )
+                assert response.status == 200, (path, await response.text())
+                assert time.monotonic() - started < 1, path
+            # One more download is served whole meanwhile.
+            assert await report_csv(client, report_id) == report_csv_of(250_000)
+        finally:
+            for connection in stalled:
+                connection.close()
+
+
+async def test_a_download_ends_short_when_its_report_is_deleted_meanwhile(api, pool, caplog):
+    csv = report_csv_of(500_000)  # 12 MB: more than the loopback holds in flight
+    report_id = await complete_report(pool, csv)
+    async with api() as client:
+        response = await client.get(f"/reports/{report_id}.csv")
+        assert response.status == 200
+        received = await response.content.readexactly(1000)
+        assert (await client.delete(f"/reports/{report_id}")).status == 204
+        with pytest.raises(aiohttp.ClientPayloadError):
+            received += await response.read()
+        metrics = await (await client.get("/metrics")).text()
+    assert received == csv[: len(received)] and len(received) < len(csv)
+    assert "storemon_http_requests_total{" in metrics and 'status="500"' not in metrics
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_a_busy_pool_answers_503_with_retry_after(api):
+    async with api() as client:
+        pool = client.app[POOL]
+        held = [await pool.acquire() for _ in range(pool.get_max_size())]
+        try:
+            started = time.monotonic()
+            response = await asyncio.wait_for(
+                client.get("/reports"), reports_db.ACQUIRE_TIMEOUT_S + 5
+            )
+            waited = time.monotonic() - started
+        finally:
+            for connection in held:
+                await pool.release(connection)
+        error = await error_of(response, 503)
+    assert error["code"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert waited < reports_db.ACQUIRE_TIMEOUT_S + 2
+
+
+async def test_events_of_many_bad_rows_keep_memory_bounded(api, report_settings):
+    """Every bad row is counted and dead-lettered, but neither its error nor its
+    delivery is kept: memory does not grow with the number of bad rows."""
+    bad_rows = 256 * 1024
+    this_process = psutil.Process()  # the API runs in it
+    before = peak = this_process.memory_info().rss
+
+    async def sample_memory() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, this_process.memory_info().rss)
+            await asyncio.sleep(0.02)
+
+    async with api() as client:
+        sampler = asyncio.create_task(sample_memory())
+        try:
+            response = await client.post(
+                "/events", data=b"1\n" * bad_rows, headers={"Content-Type": "application/x-ndjson"}
+            )
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+        finally:
+            sampler.cancel()
+    peak = max(peak, this_process.memory_info().rss)
+    assert (answer["accepted"], answer["rejected"]) == (0, bad_rows)
+    assert len(answer["errors"]) == ingest.MAX_ERRORS_LISTED
+    assert answer["errors"][-1]["line"] == ingest.MAX_ERRORS_LISTED
+    dead_letters = record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS_DLQ)])
+    assert dead_letters == bad_rows
+    # It was about 600 MiB for 512 Ki rows.
+    assert peak - before < 64 * 1024 * 1024, f"{(peak - before) / 2**20:.0f} MiB more"
+
+
+def large_events_body(content_type: str, max_bytes: int) -> tuple[bytes, int]:
+    """Valid observations of 1000 stores, as a body of about `max_bytes`; and their count."""
+    records = []
+    size = 2
+    while size < max_bytes - 200:
+        record = json.dumps(
+            {
+                "store_id": f"store-{len(records) % 1000}",
+                "timestamp_utc": inputs.format_timestamp(1_674_000_000_000_000 + len(records)),
+                "status": "active",
+            }
+        )
+        records.append(record)
+        size += len(record) + 1
+    if content_type == "application/json":
+        return ("[" + ",".join(records) + "]").encode(), len(records)
+    return "\n".join(records).encode(), len(records)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_a_large_events_body_leaves_the_api_responsive(api, report_settings, content_type):
+    body, observations = large_events_body(content_type, config.DEFAULT_MAX_BODY_BYTES)
+    async with api() as client:
+        posted = asyncio.create_task(
+            client.post("/events", data=body, headers={"Content-Type": content_type})
+        )
+        # The longest time from one answer of /healthz to the next, asked 50 ms apart:
+        # whatever holds up the event loop (here, the API's) shows in it.
+        slowest = 0.0
+        answered = time.monotonic()
+        while not posted.done():
+            await asyncio.sleep(0.05)
+            assert (await client.get("/healthz")).status == 200
+            slowest = max(slowest, time.monotonic() - answered)
+            answered = time.monotonic()
+        response = await posted
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    assert (answer["accepted"], answer["rejected"]) == (observations, 0)
+    # One batch record per store.
+    assert record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS)]) == 1000
+    assert slowest < 0.5, f"/healthz waited for {slowest:.2f} s"
+
+
+async def test_events_the_broker_did_not_confirm_are_answered_503(api):
+    async with api(kafka_bootstrap_servers="127.0.0.1:9") as client:
+        response = await client.post(
+            "/events", data=NDJSON_BODY, headers={"Content-Type": "application/x-ndjson"}
+        )
+        error = await error_of(response, 503)
+    assert error["code"] == "kafka_unavailable"
+    assert "3 of 3 records were not confirmed by the broker" in error["message"]
+    assert "send the request again" in error["message"]

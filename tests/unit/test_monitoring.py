@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from storemon import metric_names
-from storemon.api.metrics import Metrics
+from storemon.api.metrics import Metrics, ReportFigures
 from storemon.config import (
     DEFAULT_API_PORT,
     DEFAULT_REPORTER_METRICS_PORT,
@@ -136,7 +136,8 @@ def test_the_api_serves_every_api_metric_in_the_list_and_its_histogram_is_cumula
         DurationBucket(math.inf, 1, 700.0),
     ]
     lag = [PartitionLag("storemon-worker", "store-status", 0, committed=5, end=12, lag=7)]
-    text = Metrics().render({"Running": 1, "Complete": 4, "Failed": 0}, buckets, lag)
+    reports = ReportFigures({"Running": 1, "Complete": 4, "Failed": 0}, buckets)
+    text = Metrics().render(reports, lag)
     assert set(rendered_families(text)) == set(metric_names.API_METRICS)
     assert rendered_families(text)[metric_names.REPORT_DURATION] == "histogram"
     duration = metric_names.REPORT_DURATION

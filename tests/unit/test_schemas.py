@@ -1,6 +1,12 @@
 """Valid and invalid samples against every schema in schemas/."""
+import json
+from datetime import UTC, datetime
+
 import pytest
 
+from storemon.api import reports
+from storemon.api.app import OPENAPI_PATH
+from storemon.reports_db import new_report_id
 from storemon.schemas import (
     ALL_SCHEMAS,
     DLQ_RECORD,
@@ -86,3 +92,20 @@ def test_invalid_samples_fail_naming_the_field(name, value, field):
     errors = schema_errors(name, value)
     assert errors, f"{value} should break {name}"
     assert any(error.startswith(f"{field}:") for error in errors), errors
+
+
+def test_the_largest_report_request_allowed_fits_a_kafka_message_and_the_schemas():
+    """MAX_STORE_IDS ids of the longest kind, with every other field at its longest."""
+    request = {
+        "as_of": "2000-01-01T00:00:00.000000Z",
+        "store_ids": [f"{i:0128d}" for i in range(reports.MAX_STORE_IDS)],
+    }
+    latest = datetime.max.replace(tzinfo=UTC)
+    encoded = reports._encoded_request(new_report_id(), latest, request)
+    assert len(encoded) <= reports.MAX_REQUEST_BYTES < 1_000_000  # librdkafka's default
+    assert schema_errors(REPORT_REQUEST, json.loads(encoded)) == []
+    too_many = {"store_ids": [*request["store_ids"], "one more"]}
+    assert schema_errors(REPORT_REQUEST, {**json.loads(encoded), **too_many}) != []
+    openapi = json.loads(OPENAPI_PATH.read_text())
+    trigger_request = openapi["components"]["schemas"]["TriggerRequest"]
+    assert trigger_request["properties"]["store_ids"]["maxItems"] == reports.MAX_STORE_IDS

@@ -30,7 +30,6 @@ DATABASE_ROUTES = [
     ("get", "/reports", "/reports"),
     ("get", "/reports/{report_id}.csv", "/reports/{report_id}.csv"),
     ("delete", "/reports/{report_id}", "/reports/{report_id}"),
-    ("get", "/metrics", "/metrics"),
 ]
 
 
@@ -39,6 +38,12 @@ def documented_response(method: str, path: str, status: str) -> dict:
     response = OPENAPI["paths"][path][method]["responses"][status]
     name = response["$ref"].removeprefix("#/components/responses/")
     return OPENAPI["components"]["responses"][name]
+
+
+@pytest.fixture
+def postgres_dsn(private_postgres):
+    """The private server, for the fixtures of the integration tests (`api`, `pool`)."""
+    return private_postgres.address
 
 
 @pytest.fixture
@@ -125,3 +130,25 @@ async def test_a_pooled_connection_the_restart_broke_is_retried_on_a_fresh_one(p
         assert counts == {reports_db.RUNNING: 0, reports_db.COMPLETE: 0, reports_db.FAILED: 0}
     finally:
         await pool.close()
+
+
+async def test_metrics_are_served_without_the_reports_while_the_database_is_down(
+    api, private_postgres
+):
+    async with api() as client:
+        before = await (await client.get("/metrics")).text()
+        private_postgres.stop()
+        try:
+            response = await client.get("/metrics")
+            during = await response.text()
+        finally:
+            private_postgres.start()
+    assert "storemon_database_up 1" in before
+    assert 'storemon_reports{status="Running"} 0' in before
+    assert response.status == 200, during
+    assert "storemon_database_up 0" in during
+    assert "storemon_reports{" not in during
+    assert "storemon_report_duration_seconds" not in during
+    # What Kafka and the process itself know is still there.
+    assert "storemon_kafka_up 1" in during and "storemon_consumer_lag{" in during
+    assert 'storemon_http_requests_total{method="GET",route="/metrics",status="200"} 1' in during

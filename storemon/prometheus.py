@@ -1,6 +1,8 @@
-"""Prometheus text exposition (format 0.0.4), shared by the API's and the worker's /metrics."""
+"""Prometheus text exposition (format 0.0.4), shared by every service's /metrics."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -20,3 +22,12 @@ def labels(**pairs: str) -> str:
     if not pairs:
         return ""
     return "{" + ",".join(f'{name}="{_escape(value)}"' for name, value in pairs.items()) + "}"
+
+
+def family_by_label(
+    lines: list[str], name: str, kind: str, help_text: str, label: str, values: Mapping[str, int]
+) -> None:
+    """A family of one sample per value of one label, in label order."""
+    family(lines, name, kind, help_text)
+    for value, count in sorted(values.items()):
+        lines.append(f"{name}{labels(**{label: value})} {count}")

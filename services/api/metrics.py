@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 from storemon import metric_names as names
 from storemon.config import Settings
 from storemon.lag import PartitionLag, consumer_lag
-from storemon.prometheus import family
+from storemon.prometheus import family, family_by_label
 from storemon.prometheus import labels as prom_labels
 from storemon.reports_db import DurationBucket
 
@@ -101,9 +101,14 @@ class ReportFigures:
 
 
 def _render_reports(lines: list[str], reports: ReportFigures) -> None:
-    family(lines, names.REPORTS, "gauge", "Reports in the database, by status.")
-    for status, count in sorted(reports.by_status.items()):
-        lines.append(f"{names.REPORTS}{prom_labels(status=status)} {count}")
+    family_by_label(
+        lines,
+        names.REPORTS,
+        "gauge",
+        "Reports in the database, by status.",
+        "status",
+        reports.by_status,
+    )
     family(
         lines,
         names.REPORT_DURATION,

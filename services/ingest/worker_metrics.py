@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from storemon import events
 from storemon import metric_names as names
 from storemon.inputs import RowError
-from storemon.prometheus import family, labels
+from storemon.prometheus import family, family_by_label, labels
 from storemon.state import POLL_BYTES, StateRecordError, split_observation_day_key
 
 #: `observations.17.status` -> `observations.status`: one label value per field, not per entry.
@@ -69,14 +69,14 @@ class WorkerMetrics:
         family(lines, names.WORKER_REJECTED, "counter", "Rejections sent to the dead-letter topic.")
         for (topic, field), count in sorted(self.rejections.items()):
             lines.append(f"{names.WORKER_REJECTED}{labels(topic=topic, field=field)} {count}")
-        family(
+        family_by_label(
             lines,
             names.WORKER_STATE_RECORDS_SKIPPED,
             "counter",
             "Changelog records skipped while recovering: they break the state layout.",
+            "table",
+            self.skipped_state_records,
         )
-        for table, count in sorted(self.skipped_state_records.items()):
-            lines.append(f"{names.WORKER_STATE_RECORDS_SKIPPED}{labels(table=table)} {count}")
         family(lines, names.WORKER_STORES, "gauge", "Stores with polls in this worker's state.")
         lines.append(f"{names.WORKER_STORES} {len(stores)}")
         family(lines, names.WORKER_OBSERVATIONS, "gauge", "Polls in this worker's state.")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from storemon import metric_names as names
 from storemon import prometheus
-from storemon.prometheus import family, labels
+from storemon.prometheus import family_by_label
 
 
 class ReporterMetrics:
@@ -26,17 +26,22 @@ class ReporterMetrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        family(lines, names.REPORTER_REPORTS, "counter", "Report requests handled, by outcome.")
-        for outcome, count in sorted(self.reports.items()):
-            lines.append(f"{names.REPORTER_REPORTS}{labels(outcome=outcome)} {count}")
-        family(
+        family_by_label(
+            lines,
+            names.REPORTER_REPORTS,
+            "counter",
+            "Report requests handled, by outcome.",
+            "outcome",
+            self.reports,
+        )
+        family_by_label(
             lines,
             names.REPORTER_STATE_RECORDS_SKIPPED,
             "counter",
             "Changelog records skipped while reading the state: they break its layout.",
+            "topic",
+            self._skipped,
         )
-        for topic, count in sorted(self._skipped.items()):
-            lines.append(f"{names.REPORTER_STATE_RECORDS_SKIPPED}{labels(topic=topic)} {count}")
         return "\n".join(lines) + "\n"
 
 

@@ -145,3 +145,18 @@ def record_count(settings: Settings, topics: Iterable[str]) -> int:
     """How many records the topics (full names) hold together: their end offsets summed
     (topics written without transactions hold one record per offset)."""
     return sum(sum(end_offsets(settings, topic).values()) for topic in topics)
+
+
+def run_load(env: dict[str, str], files: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    """`storemon load` of `files` ({"status": path, ...}) to its end; never a traceback."""
+    arguments = [argument for name, path in files.items() for argument in (f"--{name}", str(path))]
+    run = subprocess.run(
+        [*STOREMON, "load", "--no-progress", *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "Traceback" not in run.stderr, run.stderr
+    return run

@@ -17,7 +17,6 @@ import dataclasses
 import http.client
 import json
 import re
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -64,10 +63,10 @@ from storemon.state import StateView
 
 from .conftest import drop_report_schema
 from .services import (
-    STOREMON,
     ServiceProcess,
     StateProbe,
     free_port,
+    run_load,
     service_env,
     settings_for,
     wait_until,
@@ -422,16 +421,6 @@ COUNTS_LINE = re.compile(
     r"(?P<file>\S+): (?P<rows>\d+) rows, (?P<accepted>\d+) accepted into \S+, "
     r"(?P<rejected>\d+) rejected"
 )
-
-
-def run_load(env: dict[str, str], files: dict[str, Path]) -> subprocess.CompletedProcess[str]:
-    arguments = [argument for name, path in files.items() for argument in (f"--{name}", str(path))]
-    run = subprocess.run(
-        [*STOREMON, "load", "--no-progress", *arguments],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert "Traceback" not in run.stderr, run.stderr
-    return run
 
 
 def test_load_dead_letters_every_bad_row_and_produces_the_good_ones(

@@ -1,13 +1,12 @@
 """`storemon load` against a real broker: what is accepted, what is rejected, and why."""
 
 import json
-import subprocess
 
 from confluent_kafka import Consumer
 
 from storemon import events
 
-from .services import STOREMON, service_env, settings_for, wait_until
+from .services import run_load, service_env, settings_for, wait_until
 
 STATUS_CSV = """store_id,status,timestamp_utc
 s1,active,2023-01-22 12:09:39.388884 UTC
@@ -57,17 +56,11 @@ def test_load_accepts_good_rows_and_sends_bad_ones_to_the_dead_letter_topic(
     kafka_bootstrap, topic_prefix, tmp_path
 ):
     files = {"status": STATUS_CSV, "hours": HOURS_CSV, "timezones": ZONES_CSV}
-    args = []
     for name, text in files.items():
         (tmp_path / f"{name}.csv").write_text(text)
-        args += [f"--{name}", str(tmp_path / f"{name}.csv")]
-    run = subprocess.run(
-        [*STOREMON, "load", "--no-progress", *args],
-        env=service_env(kafka_bootstrap, topic_prefix),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    run = run_load(
+        service_env(kafka_bootstrap, topic_prefix),
+        {name: tmp_path / f"{name}.csv" for name in files},
     )
     assert run.returncode == 0, run.stderr
     # Counts add up per file: accepted + rejected = rows sent.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from storemon import events
@@ -13,11 +12,11 @@ from storemon.kafka import make_producer
 
 from .api_process import JSON_TYPE, ApiStarter, call
 from .services import (
-    STOREMON,
     ServiceProcess,
     StateProbe,
     expected_view,
     produce_observations,
+    run_load,
     service_env,
     settings_for,
     wait_until,
@@ -72,14 +71,7 @@ def test_load_dead_letters_formula_rows_by_file_and_line(
         "s1,active,2023-01-22T12:00:00Z\n"
         "-2+3,active,2023-01-22T12:00:00Z\n"
     )
-    run = subprocess.run(
-        [*STOREMON, "load", "--no-progress", "--status", str(status)],
-        env=service_env(kafka_bootstrap, topic_prefix),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = run_load(service_env(kafka_bootstrap, topic_prefix), {"status": status})
     assert run.returncode == 0, run.stderr
     assert "status.csv: 2 rows, 1 accepted into store-status, 1 rejected" in run.stderr
     [dead] = read_topic(settings_for(kafka_bootstrap, topic_prefix), "store-status-dlq", 1)

@@ -174,23 +174,30 @@ _NO_LEADER_YET = frozenset({
 })
 
 
+def end_offset(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
+    """The end offset of one partition, asked again while the topic, created a moment
+    ago, has no leader yet (until `deadline`, a time.monotonic() instant)."""
+    while True:
+        try:
+            timeout = max(0.1, deadline - time.monotonic())
+            return consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout, cached=False
+            )[1]
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """The end offset of each partition of an existing `topic` (its full name)."""
     deadline = time.monotonic() + timeout
     with closing(_reader(settings)) as consumer:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
-        for partition in partitions:
-            while partition not in ends:
-                try:
-                    ends[partition] = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=timeout, cached=False
-                    )[1]
-                except KafkaException as exc:
-                    if exc.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-        return ends
+        return {
+            partition: end_offset(consumer, topic, partition, deadline)
+            for partition in partitions
+        }
 
 
 def read_range(

@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from storemon import events, inputs
 from storemon.config import Settings
 from storemon.inputs import RowError
+from storemon.kafka import end_offset
 
 log = logging.getLogger(__name__)
 
@@ -250,20 +251,18 @@ class StateReader:
             for tp in new:
                 self.view.offsets.setdefault(tp.topic, {})[tp.partition] = 0
 
-    def _end_offsets(self, timeout: float) -> dict[tuple[str, int], int]:
-        ends = {}
-        for topic, partition in self._assigned:
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
-            )
-            ends[(topic, partition)] = high
-        return ends
+    def _end_offsets(self, deadline: float) -> dict[tuple[str, int], int]:
+        # A changelog the worker created a moment ago may have no leader yet: asked again.
+        return {
+            (topic, partition): end_offset(self._consumer, topic, partition, deadline)
+            for topic, partition in self._assigned
+        }
 
     def catch_up(self, timeout: float = 60.0) -> dict[str, dict[int, int]]:
         """Read every changelog up to its current end; return the offsets reached."""
         deadline = time.monotonic() + timeout
         self._assign_new_partitions(timeout)
-        targets = self._end_offsets(timeout)
+        targets = self._end_offsets(deadline)
         behind = {tp for tp, end in targets.items() if self.view.offsets[tp[0]][tp[1]] < end}
         while behind:
             if time.monotonic() > deadline:

@@ -20,18 +20,7 @@ from storemon.config import (
     SettingsError,
 )
 
-TOKEN_VARIABLES = (
-    "STOREMON_TOKENS",
-    "STOREMON_TOKENS_FILE",
-    "STOREMON_INGEST_TOKEN",
-    "STOREMON_INGEST_TOKEN_FILE",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in TOKEN_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("default_settings_environment")
 
 
 def digest(secret: str) -> bytes:

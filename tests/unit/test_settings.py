@@ -16,31 +16,7 @@ from storemon.config import (
     with_local_passfile,
 )
 
-#: Every variable Settings reads, so each test starts from the defaults.
-VARIABLES = (
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "DATABASE_URL",
-    "STOREMON_API_PORT",
-    "STOREMON_API_HOST",
-    "STOREMON_TOPIC_PREFIX",
-    "STOREMON_TOPIC_PARTITIONS",
-    "STOREMON_TOPIC_REPLICATION",
-    "STOREMON_DB_SCHEMA",
-    "STOREMON_MAX_BODY_BYTES",
-    "STOREMON_REPORT_TIMEOUT_S",
-    "STOREMON_REPORT_RETENTION_DAYS",
-    "STOREMON_WORKER_METRICS_PORT",
-    "STOREMON_REPORTER_METRICS_PORT",
-    "STOREMON_PUBLIC_URL",
-    "STOREMON_LOG_LEVEL",
-    "STOREMON_STATE_DIR",
-)
-
-
-@pytest.fixture(autouse=True)
-def default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("default_settings_environment")
 
 
 INVALID = [
@@ -134,7 +110,7 @@ def test_every_invalid_setting_is_named_on_one_line(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("command", ["api", "worker", "reporter", "create-topics", "lag"])
 def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
-    environment = {name: value for name, value in os.environ.items() if name not in VARIABLES}
+    environment = dict(os.environ)  # without the settings' variables (the fixture)
     environment["STOREMON_API_PORT"] = "-5"
     run = subprocess.run(
         [sys.executable, "-m", "storemon.cli", command],

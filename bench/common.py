@@ -17,10 +17,10 @@ from pathlib import Path
 
 import aiohttp
 
-from storemon import reports_db
 from storemon.config import REPO_ROOT, Settings
-from storemon.lag import consumer_lag
-from storemon.state import worker_app_id
+from storemon.database import reports_db
+from storemon.kafka.lag import consumer_lag
+from storemon.kafka.topics import worker_app_id
 
 STOREMON = [sys.executable, "-m", "storemon.cli"]
 OUT = REPO_ROOT / "bench" / "out"

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import psutil
 
-from storemon import config, events, inputs
 from storemon.config import Settings
-from storemon.inputs import Observation
-from storemon.kafka import make_producer
-from storemon.lag import consumer_lag
+from storemon.inputs.csv_files import read_status_csv
+from storemon.inputs.values import Poll
+from storemon.kafka.clients import make_producer
+from storemon.kafka.lag import consumer_lag
+from storemon.kafka.topics import TOPIC_STATUS
+from storemon.messages.polls import encode_poll
 
 STOREMON = [sys.executable, "-m", "storemon.cli"]
 
@@ -80,15 +82,15 @@ def produce_single_polls(data: Path, prefix: str) -> int:
     producer polling one store at a time sends them; hours and zones as `load` does."""
     load(data, prefix, status=False)
     settings = replace(Settings.from_env(), topic_prefix=prefix)
-    polls = inputs.read_status_csv(data / "store_status.csv").data
+    polls = read_status_csv(data / "store_status.csv").data
     producer = make_producer(settings)
-    topic = settings.topic(config.TOPIC_STATUS)
+    topic = settings.topic(TOPIC_STATUS)
     for index, timestamp_us, active in zip(
         polls.store_index.tolist(), polls.timestamp_us.tolist(), polls.active.tolist(), strict=True
     ):
         store = polls.store_ids[index]
         status = "active" if active else "inactive"
-        value = events.encode_observation(Observation(store, timestamp_us, status))
+        value = encode_poll(Poll(store, timestamp_us, status))
         while True:
             try:
                 producer.produce(topic, value, store.encode())

@@ -59,11 +59,12 @@ from bench.common import (
     wait_ready,
     worker_progress,
 )
-from storemon import config, events
 from storemon.config import Settings
-from storemon.inputs import format_timestamp
-from storemon.kafka import end_offsets, ensure_topics, read_range
-from storemon.state import StateReader
+from storemon.kafka.offsets import end_offsets, read_range
+from storemon.kafka.topics import TOPIC_STATUS, TOPIC_STATUS_DLQ, ensure_topics
+from storemon.messages.polls import decode_polls
+from storemon.state.reader import StateReader
+from storemon.timebase import format_timestamp, now_us
 
 MAX_SECONDS = 600.0
 MAX_PRODUCERS = 64
@@ -125,7 +126,7 @@ class Polls:
 
     def body(self, size: int) -> tuple[bytes, int]:
         """A request body of `size` polls, and how many of them are invalid."""
-        now = events.now_us()
+        now = now_us()
         rows = []
         invalid = 0
         for _ in range(size):
@@ -186,7 +187,7 @@ class StateStores:
 
     def _count(self) -> int:
         self.reader.catch_up(timeout=120)
-        return len(self.reader.view.observations)
+        return len(self.reader.view.polls)
 
     async def count(self) -> int:
         async with self.lock:
@@ -327,7 +328,7 @@ def polls_gained(settings: Settings, topic: str, start: dict[int, int]) -> tuple
     records = polls = 0
     for record in read_range(settings, topic, start, end_offsets(settings, topic)):
         records += 1
-        polls += len(events.decode_observations(record.key(), record.value()).observations)
+        polls += len(decode_polls(record.key(), record.value()).polls)
     return records, polls
 
 
@@ -362,8 +363,8 @@ def main() -> int:
     deployment = Deployment.create(f"bench-load-{uuid.uuid4().hex[:8]}-", args.host)
     settings = deployment.settings
     ensure_topics(settings)
-    status_topic = settings.topic(config.TOPIC_STATUS)
-    dlq_topic = settings.topic(config.TOPIC_STATUS_DLQ)
+    status_topic = settings.topic(TOPIC_STATUS)
+    dlq_topic = settings.topic(TOPIC_STATUS_DLQ)
     status_start = end_offsets(settings, status_topic)
     dlq_start = sum(end_offsets(settings, dlq_topic).values())
     polls = Polls(args.stores, args.invalid_share, args.format, args.seed)

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storemon.config import Settings, SettingsError
-from storemon.logs import log_level
+from storemon.observability.logs import log_level
 
 if TYPE_CHECKING:
-    from storemon.inputs import BadRow
+    from storemon.inputs.csv_files import BadRow
 
 PROG = "storemon"
 #: Exit status of a command refused for an invalid setting: a usage error, like argparse's.
@@ -94,19 +97,27 @@ def tune_memory_for_batch() -> None:
 
 def _report_csv(args: argparse.Namespace) -> int:
     tune_memory_for_batch()
-    from storemon import engine, inputs
+    from storemon.inputs.csv_files import (
+        InputFileError,
+        read_hours_csv,
+        read_status_csv,
+        read_timezones_csv,
+    )
+    from storemon.inputs.values import RowError, parse_timestamp
+    from storemon.timebase import format_timestamp
+    from storemon.uptime import engine
 
     as_of = None
     if args.as_of is not None:
         try:
-            as_of = inputs.parse_timestamp(args.as_of)
-        except inputs.RowError as exc:
+            as_of = parse_timestamp(args.as_of)
+        except RowError as exc:
             raise CommandError(f"--as-of: {exc.reason}") from None
     try:
-        status = inputs.read_status_csv(args.status, strict=args.strict)
-        hours = inputs.read_hours_csv(args.hours, strict=args.strict)
-        timezones = inputs.read_timezones_csv(args.timezones, strict=args.strict)
-    except inputs.InputFileError as exc:
+        status = read_status_csv(args.status, strict=args.strict)
+        hours = read_hours_csv(args.hours, strict=args.strict)
+        timezones = read_timezones_csv(args.timezones, strict=args.strict)
+    except InputFileError as exc:
         raise CommandError(str(exc)) from None
     for result in (status, hours, timezones):
         _report_bad_rows(result.bad_rows)
@@ -117,7 +128,7 @@ def _report_csv(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         _write_atomically(args.output, csv_bytes)
-        as_of_text = "-" if report.as_of_us is None else inputs.format_timestamp(report.as_of_us)
+        as_of_text = "-" if report.as_of_us is None else format_timestamp(report.as_of_us)
         _say(f"wrote {args.output}: {len(report)} stores, as of {as_of_text}")
     return 0
 
@@ -169,8 +180,8 @@ def _add_generate(subcommands: Any) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from storemon import generator
-    from storemon.inputs import format_timestamp
+    from storemon.timebase import format_timestamp
+    from storemon.tools import generator
 
     if args.scale <= 0:
         raise CommandError("--scale must be positive")
@@ -219,7 +230,7 @@ def _add_create_topics(subcommands: Any) -> None:
 
 
 def _create_topics(args: argparse.Namespace) -> int:
-    from storemon.kafka import ensure_topics
+    from storemon.kafka.topics import ensure_topics
 
     created = ensure_topics(Settings.from_env())
     _say(f"created {', '.join(created)}" if created else "all topics already exist")
@@ -244,8 +255,8 @@ def _add_load(subcommands: Any) -> None:
 
 def _load(args: argparse.Namespace) -> int:
     from storemon.ingest.load import load_files
-    from storemon.inputs import InputFileError
-    from storemon.kafka import ensure_topics
+    from storemon.inputs.csv_files import InputFileError
+    from storemon.kafka.topics import ensure_topics
 
     if args.status is None and args.hours is None and args.timezones is None:
         raise CommandError("give at least one of --status, --hours, --timezones")
@@ -266,66 +277,56 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_worker(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "worker",
-        help="run a Faust worker keeping per-store state",
-        description="Consume store-status, store-hours and store-timezones into "
-                    "changelog-backed per-store tables. Run several to share partitions.",
-    )
-    _add_loglevel(parser)
-    parser.set_defaults(handler=_worker)
+@dataclass(frozen=True)
+class Service:
+    """A long-running service subcommand: where its `run(settings, loglevel)` lives."""
+
+    name: str
+    module: str
+    function: str
+    help: str
+    description: str
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from storemon.ingest.worker import run_worker
-    from storemon.kafka import ensure_topics
+SERVICES = (
+    Service(
+        "worker", "storemon.ingest.worker", "run_worker",
+        "run a Faust worker keeping per-store state",
+        "Consume store-status, store-hours and store-timezones into changelog-backed "
+        "per-store tables. Run several to share partitions.",
+    ),
+    Service(
+        "reporter", "storemon.reporter.service", "run_reporter",
+        "run a reporter turning report requests into CSVs in PostgreSQL",
+        "Consume report-requests in the reporter group, compute each report from the "
+        "workers' state and store it as a large object. Run several to share the work; a "
+        "request whose reporter dies is redone by another.",
+    ),
+    Service(
+        "api", "storemon.api.app", "run_api",
+        "run the HTTP API (reports, ingest, health, metrics)",
+        "Serve the HTTP API of system.md on STOREMON_API_HOST:STOREMON_API_PORT.",
+    ),
+)
 
+
+def _add_services(subcommands: Any) -> None:
+    for service in SERVICES:
+        parser = subcommands.add_parser(
+            service.name, help=service.help, description=service.description
+        )
+        _add_loglevel(parser)
+        parser.set_defaults(handler=functools.partial(_run_service, service))
+
+
+def _run_service(service: Service, args: argparse.Namespace) -> int:
+    # Imported here: each command pays only for its own imports.
+    from storemon.kafka.topics import ensure_topics
+
+    run = getattr(importlib.import_module(service.module), service.function)
     settings = Settings.from_env()
     ensure_topics(settings)
-    run_worker(settings, loglevel=_loglevel(args, settings))
-    return 0
-
-
-def _add_reporter(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "reporter",
-        help="run a reporter turning report requests into CSVs in PostgreSQL",
-        description="Consume report-requests in the reporter group, compute each report from "
-                    "the workers' state and store it as a large object. Run several to share "
-                    "the work; a request whose reporter dies is redone by another.",
-    )
-    _add_loglevel(parser)
-    parser.set_defaults(handler=_reporter)
-
-
-def _reporter(args: argparse.Namespace) -> int:
-    from storemon.kafka import ensure_topics
-    from storemon.reporter.service import run_reporter
-
-    settings = Settings.from_env()
-    ensure_topics(settings)
-    run_reporter(settings, loglevel=_loglevel(args, settings))
-    return 0
-
-
-def _add_api(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "api",
-        help="run the HTTP API (reports, ingest, health, metrics)",
-        description="Serve the HTTP API of system.md on STOREMON_API_HOST:STOREMON_API_PORT.",
-    )
-    _add_loglevel(parser)
-    parser.set_defaults(handler=_api)
-
-
-def _api(args: argparse.Namespace) -> int:
-    from storemon.api.app import run_api
-    from storemon.kafka import ensure_topics
-
-    settings = Settings.from_env()
-    ensure_topics(settings)
-    run_api(settings, loglevel=_loglevel(args, settings))
+    run(settings, loglevel=_loglevel(args, settings))
     return 0
 
 
@@ -350,7 +351,7 @@ def _lag(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from storemon.lag import consumer_lag, lag_as_json, lag_as_table
+    from storemon.kafka.lag import consumer_lag, lag_as_json, lag_as_table
 
     settings = Settings.from_env()
     while True:
@@ -385,7 +386,7 @@ def _add_up(subcommands: Any) -> None:
 def _up(args: argparse.Namespace) -> int:
     import subprocess
 
-    from storemon.stack import StackError, run_stack
+    from storemon.tools.stack import StackError, run_stack
 
     try:
         return run_stack(Settings.from_env(), sample=args.sample)
@@ -402,9 +403,7 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_generate,
     _add_create_topics,
     _add_load,
-    _add_worker,
-    _add_reporter,
-    _add_api,
+    _add_services,
     _add_lag,
     _add_up,
 )

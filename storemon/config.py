@@ -31,12 +31,6 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_REPORT_TIMEOUT_S = 300
 DEFAULT_REPORT_RETENTION_DAYS = 30
 
-# Logical topic names (system.md); the deployment prefix is added by Settings.topic().
-TOPIC_STATUS = "store-status"
-TOPIC_HOURS = "store-hours"
-TOPIC_TIMEZONES = "store-timezones"
-TOPIC_REPORT_REQUESTS = "report-requests"
-TOPIC_STATUS_DLQ = "store-status-dlq"
 
 
 #: Log levels of the services (STOREMON_LOG_LEVEL, --loglevel), any case.

@@ -2,7 +2,7 @@
 
 Every generated row is valid or invalid *by construction*, so a test knows what must
 become of it without asking the code under test: field values of the three inputs,
-status observations as JSON text, and CSV files whose rows are good, broken in one known
+polls as JSON text, and CSV files whose rows are good, broken in one known
 field, of the wrong width, garbage, or not UTF-8 at all.
 
 Imported by tests/unit and tests/integration (this folder is on sys.path as the home of
@@ -21,8 +21,14 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from storemon import inputs
-from storemon.inputs import FORMULA_PREFIXES, RowError
+from storemon.inputs.values import (
+    DAY_ALIAS,
+    FORMULA_PREFIXES,
+    RowError,
+    parse_hours_row,
+    parse_poll,
+    parse_timezone_row,
+)
 
 US = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -250,7 +256,7 @@ STATUS = InputKind(
         Field("status", valid_statuses, invalid_statuses),
         Field("timestamp_utc", valid_timestamps(), invalid_timestamps),
     ),
-    lambda row: tuple(inputs.parse_observation(row)),
+    lambda row: tuple(parse_poll(row)),
     lambda parsed: (parsed[0], parsed[2], parsed[1]),
 )
 HOURS = InputKind(
@@ -261,13 +267,13 @@ HOURS = InputKind(
         Field("start_time_local", valid_local_times(), invalid_local_times),
         Field("end_time_local", valid_local_times(), invalid_local_times),
     ),
-    lambda row: tuple(inputs.parse_hours_row(row)),
+    lambda row: tuple(parse_hours_row(row)),
     tuple,
 )
 TIMEZONES = InputKind(
     "timezones",
     (STORE_ID, Field("timezone_str", valid_zones, invalid_zones)),
-    lambda row: tuple(inputs.parse_timezone_row(row)),
+    lambda row: tuple(parse_timezone_row(row)),
     tuple,
 )
 KINDS = (STATUS, HOURS, TIMEZONES)
@@ -333,7 +339,7 @@ def _judge(kind: InputKind, header: list[str], cells: list[str]) -> Expect:
 
 
 def _column_of(field: str, header: list[str]) -> str:
-    return inputs.DAY_ALIAS if field == "day" and inputs.DAY_ALIAS in header else field
+    return DAY_ALIAS if field == "day" and DAY_ALIAS in header else field
 
 
 _GOOD_CELLS = {"store_id": "s", "status": "active", "timestamp_utc": "2023-01-22T12:00:00Z",
@@ -361,7 +367,7 @@ def csv_files(
     """
     columns = [field.name for field in kind.fields]
     if kind is HOURS and not http and draw(st.booleans()):
-        columns[1] = inputs.DAY_ALIAS
+        columns[1] = DAY_ALIAS
     extra = [] if http else draw(st.lists(st.sampled_from(["extra", "note", "x y"]),
                                           unique=True, max_size=2))
     header = draw(st.permutations(columns + extra))
@@ -451,7 +457,7 @@ def csv_files(
 
 
 # ---------------------------------------------------------------------------------------
-# Observations as JSON (POST /events, the store-status topic)
+# Polls as JSON (POST /events, the store-status topic)
 # ---------------------------------------------------------------------------------------
 
 _WRONG_TYPES = st.sampled_from([0, -1, 1.5, True, False, [], {}, ["active"], {"a": 1}])
@@ -464,8 +470,8 @@ _INVALID_OF = {"store_id": invalid_store_ids, "status": invalid_statuses,
 
 
 @st.composite
-def observation_records(draw: Draw) -> tuple[dict[str, Any], Expect]:
-    """A JSON object meant as one observation: valid, or broken in one known way.
+def poll_records(draw: Draw) -> tuple[dict[str, Any], Expect]:
+    """A JSON object meant as one poll: valid, or broken in one known way.
 
     The expected value of a valid one is (store_id, epoch µs, status).
     """

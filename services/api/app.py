@@ -15,15 +15,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from storemon import reports_db
-from storemon.api import auth, health, ingest, reports
+from storemon.api import auth, health, reports
+from storemon.api import events as ingest
 from storemon.api.auth import auth_middleware
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import json_errors
 from storemon.api.metrics import Metrics, counting_middleware
-from storemon.api.producer import AsyncProducer
 from storemon.config import REPO_ROOT, Settings
-from storemon.logs import configure_logging
+from storemon.database import reports_db
+from storemon.kafka.async_producer import AsyncProducer
+from storemon.observability.logs import configure_logging
 
 log = logging.getLogger("storemon.api")
 

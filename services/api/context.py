@@ -6,8 +6,8 @@ import asyncpg
 from aiohttp import web
 
 from storemon.api.metrics import Metrics
-from storemon.api.producer import AsyncProducer
 from storemon.config import Settings
+from storemon.kafka.async_producer import AsyncProducer
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)

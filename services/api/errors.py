@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from storemon import reports_db
+from storemon.database import reports_db
 
 log = logging.getLogger("storemon.api")
 

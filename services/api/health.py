@@ -9,10 +9,12 @@ import asyncpg
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from storemon import config, prometheus, reports_db
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import error_response
 from storemon.api.metrics import ReportFigures
+from storemon.database import reports_db
+from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
+from storemon.observability import prometheus
 
 log = logging.getLogger("storemon.api")
 
@@ -38,7 +40,7 @@ async def _postgres_check(request: web.Request) -> str:
 
 
 async def _kafka_check(request: web.Request) -> str:
-    topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
+    topic = request.app[SETTINGS].topic(TOPIC_REPORT_REQUESTS)
     try:
         if not await request.app[PRODUCER].topic_exists(topic, READY_TIMEOUT_S):
             return f"topic {topic} missing"

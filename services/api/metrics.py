@@ -23,12 +23,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from confluent_kafka import KafkaException
 
-from storemon import metric_names as names
 from storemon.config import Settings
-from storemon.lag import PartitionLag, consumer_lag
-from storemon.prometheus import family, family_by_label
-from storemon.prometheus import labels as prom_labels
-from storemon.reports_db import DurationBucket
+from storemon.database.reports_db import DurationBucket
+from storemon.kafka.lag import PartitionLag, consumer_lag
+from storemon.observability import metric_names as names
+from storemon.observability.prometheus import family, family_by_label
+from storemon.observability.prometheus import labels as prom_labels
 
 #: Consumer lag is read from the broker at most this often, however often it is scraped.
 LAG_MAX_AGE_S = 5.0
@@ -40,7 +40,7 @@ class Metrics:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         #: route -> seconds spent answering, summed
         self.seconds: Counter[str] = Counter()
-        #: "accepted" / "rejected" -> observations received on POST /events
+        #: "accepted" / "rejected" -> polls received on POST /events
         self.events: Counter[str] = Counter()
         self._lag: list[PartitionLag] | None = None
         self._lag_read_at = -LAG_MAX_AGE_S
@@ -76,7 +76,7 @@ class Metrics:
             labels = prom_labels(route=route)
             lines.append(f"{names.HTTP_REQUEST_DURATION}_sum{labels} {seconds:.6f}")
             lines.append(f"{names.HTTP_REQUEST_DURATION}_count{labels} {answered[route]}")
-        family(lines, names.EVENTS, "counter", "Observations received on POST /events.")
+        family(lines, names.EVENTS, "counter", "Polls received on POST /events.")
         for outcome in ("accepted", "rejected"):
             lines.append(f"{names.EVENTS}{prom_labels(outcome=outcome)} {self.events[outcome]}")
         family(lines, names.DATABASE_UP, "gauge", "Whether the reports could be read.")

@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from storemon import config, events, inputs, reports_db
 from storemon.api.body import read_body
 from storemon.api.context import POOL, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
-from storemon.api.producer import DeliveryError
-from storemon.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
+from storemon.database import reports_db
+from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
+from storemon.inputs.values import RowError, parse_store_id, parse_timestamp
+from storemon.kafka.async_producer import DeliveryError
+from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
+from storemon.messages.polls import MAX_FUTURE_US
+from storemon.messages.report_requests import ReportRequest, is_report_id, new_report_id
+from storemon.timebase import datetime_from_us, format_timestamp, now_us, us_from_datetime
 
 log = logging.getLogger("storemon.api")
 
@@ -30,7 +36,7 @@ MAX_STORE_IDS = 6_000
 #: as_of may not be earlier than this (PostgreSQL would store year 1 as -infinity)...
 EARLIEST_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
 #: ...nor later than this after now (polls further ahead are refused too).
-MAX_AS_OF_AHEAD = timedelta(microseconds=events.MAX_FUTURE_US)
+MAX_AS_OF_AHEAD = timedelta(microseconds=MAX_FUTURE_US)
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
 
@@ -42,7 +48,7 @@ def _iso(moment: datetime | None) -> str | None:
         # asyncpg reads PostgreSQL's infinite timestamps (which rows written before
         # as_of was bounded may hold) as naive datetime.min / datetime.max.
         return "-infinity" if moment == datetime.min else "infinity"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_timestamp(us_from_datetime(moment))
 
 
 def _bad_request(message: str) -> ApiError:
@@ -54,8 +60,9 @@ def _bad_request(message: str) -> ApiError:
 # ---------------------------------------------------------------------------------------
 
 
-async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
-    """`as_of` and `store_ids` from a JSON body, or else from the query string."""
+async def _requested_report(request: web.Request) -> ReportRequest:
+    """A new report's request: `as_of` and `store_ids` from a JSON body, or else from the
+    query string."""
     if request.method != "POST" and request.body_exists:
         raise _bad_request(
             "GET /trigger_report takes no body: send the JSON body with POST /trigger_report,"
@@ -78,18 +85,18 @@ async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
     unknown = sorted(set(given) - {"as_of", "store_ids"})
     if unknown:
         raise _bad_request(f"unknown parameter {unknown[0]!r}: only as_of and store_ids")
-    parameters: dict[str, Any] = {}
+    as_of_us = None
     if given.get("as_of") is not None:
         try:
-            as_of_us = inputs.parse_timestamp(given["as_of"])
-        except inputs.RowError as exc:
+            as_of_us = parse_timestamp(given["as_of"])
+        except RowError as exc:
             raise _bad_request(f"as_of: {exc.reason}") from None
         latest = datetime.now(UTC) + MAX_AS_OF_AHEAD
-        if not EARLIEST_AS_OF <= reports_db.datetime_from_us(as_of_us) <= latest:
+        if not EARLIEST_AS_OF <= datetime_from_us(as_of_us) <= latest:
             raise _bad_request(
                 f"as_of must be between {_iso(EARLIEST_AS_OF)} and a day from now ({_iso(latest)})"
             )
-        parameters["as_of"] = inputs.format_timestamp(as_of_us)
+    report = ReportRequest(new_report_id(), now_us(), as_of_us)
     store_ids = given.get("store_ids")
     if store_ids is not None:
         if not isinstance(store_ids, list) or not store_ids:
@@ -100,37 +107,30 @@ async def _trigger_parameters(request: web.Request) -> dict[str, Any]:
                 f" {MAX_STORE_IDS}; request several reports, or one of every store"
             )
         try:
-            parameters["store_ids"] = [inputs.parse_store_id(store) for store in store_ids]
-        except inputs.RowError as exc:
+            report = replace(report, store_ids=tuple(parse_store_id(s) for s in store_ids))
+        except RowError as exc:
             raise _bad_request(f"store_ids: {exc.reason}") from None
-        # The request's other fields have a fixed size: any id and time stand in for them.
-        size = len(_encoded_request(reports_db.new_report_id(), datetime.now(UTC), parameters))
+        size = len(report.encode())
         if size > MAX_REQUEST_BYTES:
             raise _bad_request(
                 f"the request would take {size} bytes in Kafka, over the limit of"
                 f" {MAX_REQUEST_BYTES}: name fewer stores"
             )
-    return parameters
-
-
-def _encoded_request(report_id: str, requested_at: datetime, parameters: dict[str, Any]) -> bytes:
-    """The value of the report's record on report-requests."""
-    value = {"report_id": report_id, "requested_at": _iso(requested_at), **parameters}
-    return json.dumps(value, separators=(",", ":")).encode()
+    return report
 
 
 async def trigger_report(request: web.Request) -> web.Response:
     """Register the report as Running, queue its request (confirmed), answer 202."""
-    parameters = await _trigger_parameters(request)
+    report = await _requested_report(request)
+    report_id, parameters = report.report_id, report.parameters()
     pool = request.app[POOL]
-    report_id = reports_db.new_report_id()
     async with reports_db.acquire(pool) as connection:
         requested_at = await reports_db.insert_running(connection, report_id, parameters)
-    topic = request.app[SETTINGS].topic(config.TOPIC_REPORT_REQUESTS)
+    # The request carries the database's requested_at, the clock reports are timed by.
+    report = replace(report, requested_at_us=us_from_datetime(requested_at))
+    topic = request.app[SETTINGS].topic(TOPIC_REPORT_REQUESTS)
     try:
-        await request.app[PRODUCER].produce(
-            topic, report_id.encode(), _encoded_request(report_id, requested_at, parameters)
-        )
+        await request.app[PRODUCER].produce(topic, report_id.encode(), report.encode())
     except DeliveryError as exc:
         log.error(
             "report request %s not delivered: %s", report_id, exc, extra={"report_id": report_id}
@@ -163,7 +163,7 @@ async def trigger_report(request: web.Request) -> web.Response:
 def _checked_report_id(text: str | None) -> str:
     if not text:
         raise _bad_request("report_id is required")
-    if not reports_db.is_report_id(text):
+    if not is_report_id(text):
         raise _bad_request("report_id must be 32 lower-case hexadecimal characters")
     return text
 

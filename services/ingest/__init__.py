@@ -1,1 +1,2 @@
-"""Ingest service: bulk load, HTTP events, and the Faust worker keeping per-store state."""
+"""Ingest service: `storemon load` (bulk CSV loading) and the Faust worker keeping per-store
+state."""

@@ -1,7 +1,7 @@
 """`storemon load`: bulk-produce the three CSV inputs into their topics.
 
-Rows are validated by the same rules as every other way in (storemon/inputs.py,
-storemon/events.py); bad rows go to the dead-letter topic with file, line and
+Rows are validated by the same rules as every other way in (storemon/inputs/values.py,
+storemon/messages/); bad rows go to the dead-letter topic with file, line and
 reason. Nothing counts as accepted until the broker has confirmed it. Polls
 go out as batches of one store's polls (schemas/status-batch.schema.json), so
 a worker handles a store's day of polls as one event.
@@ -18,10 +18,16 @@ import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
-from storemon import config, events, inputs
 from storemon.config import Settings
-from storemon.inputs import BadRow, HoursRow
-from storemon.kafka import make_producer
+from storemon.inputs.csv_files import BadRow, read_hours_csv, read_status_csv, read_timezones_csv
+from storemon.inputs.values import HoursRow
+from storemon.kafka.clients import make_producer
+from storemon.kafka.topics import TOPIC_HOURS, TOPIC_STATUS, TOPIC_STATUS_DLQ, TOPIC_TIMEZONES
+from storemon.messages.dead_letters import dlq_record
+from storemon.messages.polls import MAX_BATCH_POLLS, MAX_FUTURE_US, encode_poll_batch
+from storemon.messages.schedules import encode_schedule
+from storemon.messages.zones import encode_zone
+from storemon.timebase import now_us
 
 #: How often (rows) the producer is polled for delivery reports and the bar redrawn.
 _POLL_EVERY = 20_000
@@ -78,7 +84,7 @@ class Loader:
         self.settings = settings
         self.progress = progress
         self.producer: Producer = make_producer(settings)
-        self.dlq_topic = settings.topic(config.TOPIC_STATUS_DLQ)
+        self.dlq_topic = settings.topic(TOPIC_STATUS_DLQ)
 
     def _produce(
         self,
@@ -109,7 +115,7 @@ class Loader:
         rejected = _Deliveries(counts, rejected=True)
         raw_lines = _lines(path, {row.line for row in bad_rows})
         for row in bad_rows:
-            value = events.dlq_record(
+            value = dlq_record(
                 str(path), row.line, row.field, row.reason, raw_lines.get(row.line)
             )
             self._produce(self.dlq_topic, None, value, rejected.delivers(1))
@@ -139,9 +145,9 @@ class Loader:
             raise RuntimeError(f"{remaining} records still undelivered after 120 s")
 
     def load_status(self, path: Path) -> FileCounts:
-        result = inputs.read_status_csv(path, latest_us=events.now_us() + events.MAX_FUTURE_US)
+        result = read_status_csv(path, latest_us=now_us() + MAX_FUTURE_US)
         data = result.data
-        counts = FileCounts(str(path), config.TOPIC_STATUS, rows=result.rows_read)
+        counts = FileCounts(str(path), TOPIC_STATUS, rows=result.rows_read)
         # One record per batch of a store's polls, in file order within the store
         # (a stable sort), so a repeated poll's later row still wins.
         order = np.argsort(data.store_index, kind="stable")
@@ -160,18 +166,18 @@ class Loader:
         def records() -> Iterator[tuple[bytes, bytes, int]]:
             for start, end, index in batches:
                 store = data.store_ids[index]
-                for first in range(start, end, events.MAX_BATCH_POLLS):
-                    last = min(first + events.MAX_BATCH_POLLS, end)
+                for first in range(start, end, MAX_BATCH_POLLS):
+                    last = min(first + MAX_BATCH_POLLS, end)
                     polls = zip(stamps[first:last], active[first:last], strict=True)
-                    value = events.encode_observation_batch(store, polls)
+                    value = encode_poll_batch(store, polls)
                     yield store.encode(), value, last - first
 
         return self._send_all(counts, records(), result.bad_rows, path, len(order))
 
     def load_hours(self, path: Path) -> FileCounts:
-        result = inputs.read_hours_csv(path)
+        result = read_hours_csv(path)
         data = result.data
-        counts = FileCounts(str(path), config.TOPIC_HOURS, rows=result.rows_read)
+        counts = FileCounts(str(path), TOPIC_HOURS, rows=result.rows_read)
         schedules: dict[str, list[HoursRow]] = {}
         for store, day, start, end in zip(
             data.store_id.tolist(),
@@ -185,18 +191,18 @@ class Loader:
         def records() -> Iterator[tuple[bytes, bytes, int]]:
             # One record per store carries all its rows.
             for store, rows in schedules.items():
-                yield store.encode(), events.encode_schedule(store, rows), len(rows)
+                yield store.encode(), encode_schedule(store, rows), len(rows)
 
         return self._send_all(counts, records(), result.bad_rows, path, len(data.store_id))
 
     def load_timezones(self, path: Path) -> FileCounts:
-        result = inputs.read_timezones_csv(path)
+        result = read_timezones_csv(path)
         data = result.data
-        counts = FileCounts(str(path), config.TOPIC_TIMEZONES, rows=result.rows_read)
+        counts = FileCounts(str(path), TOPIC_TIMEZONES, rows=result.rows_read)
 
         def records() -> Iterator[tuple[bytes, bytes, int]]:
             for store, zone in zip(data.store_id.tolist(), data.timezone_str.tolist(), strict=True):
-                yield store.encode(), events.encode_zone(store, zone), 1
+                yield store.encode(), encode_zone(store, zone), 1
 
         return self._send_all(counts, records(), result.bad_rows, path, len(data.store_id))
 

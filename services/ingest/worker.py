@@ -2,11 +2,11 @@
 
 It consumes `store-status`, `store-hours` and `store-timezones` (co-partitioned
 by store_id) and writes three changelog-backed tables whose layout is defined in
-storemon/state.py. Invalid records go to the dead-letter topic with the reason.
+storemon/state/layout.py. Invalid records go to the dead-letter topic with the reason.
 A record found on another partition than its key's (a producer with another
 partitioner) is sent on to its key's partition and not applied here, so a
-store's state never splits over two partitions. Observations fall out of state
-as storemon/retention.py decides (per store), so state stays bounded however
+store's state never splits over two partitions. Polls fall out of state
+as storemon/state/retention.py decides (per store), so state stays bounded however
 long it runs. A changelog record that breaks the state layout is skipped while
 recovering, with an error line and a metric.
 """
@@ -21,31 +21,35 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from storemon import config, events, prometheus
 from storemon.config import Settings
 from storemon.ingest.worker_metrics import WorkerMetrics
-from storemon.inputs import RowError
-from storemon.kafka import input_partitions
-from storemon.logs import faust_worker
-from storemon.partitioning import partition_of
-from storemon.retention import Retention
-from storemon.state import (
-    ACTIVE,
-    INACTIVE,
-    OBSERVATIONS_TABLE,
+from storemon.inputs.values import RowError
+from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import (
+    TOPIC_HOURS,
+    TOPIC_STATUS,
+    TOPIC_STATUS_DLQ,
+    TOPIC_TIMEZONES,
+    input_partitions,
+    worker_app_id,
+)
+from storemon.messages.dead_letters import dlq_record, shown_field
+from storemon.messages.polls import decode_polls
+from storemon.messages.schedules import decode_schedule, encode_schedule
+from storemon.messages.zones import decode_zone
+from storemon.observability import prometheus
+from storemon.observability.logs import faust_worker
+from storemon.state.day_merge import merge_batch
+from storemon.state.layout import (
+    POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
     StateRecordError,
-    check_day_value,
     check_record,
-    day_of,
-    decode_day,
-    encode_day,
     latest_timestamp_us,
-    observation_day_key,
-    split_observation_day_key,
-    worker_app_id,
+    split_poll_day_key,
 )
+from storemon.state.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +59,12 @@ Decoder = Callable[[bytes | None, bytes | None], tuple[str, bytes | None]]
 
 
 def _canonical_schedule(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
-    store_id, rows = events.decode_schedule(key, value)
-    return store_id, None if rows is None else events.encode_schedule(store_id, rows)
+    store_id, rows = decode_schedule(key, value)
+    return store_id, None if rows is None else encode_schedule(store_id, rows)
 
 
 def _canonical_zone(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
-    store_id, zone = events.decode_zone(key, value)
+    store_id, zone = decode_zone(key, value)
     return store_id, None if zone is None else zone.encode()
 
 
@@ -100,20 +104,20 @@ def create_app(settings: Settings) -> faust.App:
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     raw_table: dict[str, Any] = {"key_type": bytes, "value_type": bytes}  # bytes => raw codec
-    status_topic = app.topic(settings.topic(config.TOPIC_STATUS), **raw)
-    hours_topic = app.topic(settings.topic(config.TOPIC_HOURS), **raw)
-    zones_topic = app.topic(settings.topic(config.TOPIC_TIMEZONES), **raw)
-    dlq_topic = app.topic(settings.topic(config.TOPIC_STATUS_DLQ), **raw)
+    status_topic = app.topic(settings.topic(TOPIC_STATUS), **raw)
+    hours_topic = app.topic(settings.topic(TOPIC_HOURS), **raw)
+    zones_topic = app.topic(settings.topic(TOPIC_TIMEZONES), **raw)
+    dlq_topic = app.topic(settings.topic(TOPIC_STATUS_DLQ), **raw)
     retention = Retention(time.monotonic)
     metrics = WorkerMetrics()
 
-    async def recover_observation_day(event: EventT) -> None:
+    async def recover_poll_day(event: EventT) -> None:
         """Note each store-day read back from the changelog; skip one that breaks the layout."""
         message = event.message
         try:
-            check_record(OBSERVATIONS_TABLE, message.key, message.value)
+            check_record(POLLS_TABLE, message.key, message.value)
         except StateRecordError as exc:
-            metrics.skipped_state_record(OBSERVATIONS_TABLE)
+            metrics.skipped_state_record(POLLS_TABLE)
             log.error(
                 "skipped state record %s[%d]@%d: %s",
                 message.topic,
@@ -122,31 +126,21 @@ def create_app(settings: Settings) -> faust.App:
                 exc,
             )
             return
-        store_id, day = split_observation_day_key(message.key)
+        store_id, day = split_poll_day_key(message.key)
         if message.value is None:
             retention.discard(message.partition, store_id, day)
         else:
             newest_us = latest_timestamp_us(message.value)
             retention.add(message.partition, store_id, day, message.key, newest_us)
 
-    observations = app.Table(
-        OBSERVATIONS_TABLE,
+    poll_days = app.Table(
+        POLLS_TABLE,
         partitions=partitions,
-        on_changelog_event=recover_observation_day,
+        on_changelog_event=recover_poll_day,
         **raw_table,
     )
     schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
     zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
-
-    def held_day(key: bytes) -> bytes | None:
-        """The table's value of a store-day; None if absent or not a valid day value."""
-        held = observations.get(key)
-        try:
-            if held is not None:
-                check_day_value(held)
-        except StateRecordError:
-            return None  # skipped when recovered (and counted); overwritten now
-        return held
 
     async def sent_to_its_partition(event: EventT, topic: faust.TopicT) -> bool:
         """Whether the record belongs to another partition, and was sent on there.
@@ -180,14 +174,14 @@ def create_app(settings: Settings) -> faust.App:
             message.topic,
             message.partition,
             message.offset,
-            events.shown_field(error.field),
+            shown_field(error.field),
             error.reason,
             extra={"store_id": (message.key or b"").decode(errors="replace")},
         )
         metrics.rejected(message.topic, error)
         await dlq_topic.send(
             key=message.key,
-            value=events.dlq_record(
+            value=dlq_record(
                 f"{message.topic}[{message.partition}]",
                 message.offset,
                 error.field,
@@ -202,38 +196,24 @@ def create_app(settings: Settings) -> faust.App:
             if await sent_to_its_partition(event, status_topic):
                 continue
             try:
-                batch = events.decode_observations(event.message.key, event.message.value)
+                batch = decode_polls(event.message.key, event.message.value)
             except RowError as error:
                 await reject(event, error)
                 continue
             for error, raw_entry in batch.rejected:
                 await reject(event, error, raw_entry)
-            metrics.accepted(event.message.topic, len(batch.observations))
-            partition = event.message.partition
-            store_id = batch.store_id
+            metrics.accepted(event.message.topic, len(batch.polls))
+            partition, store_id = event.message.partition, batch.store_id
             cutoff = retention.cutoff_us(partition, store_id)
-            # The batch's polls by day; in record order, so a later entry wins.
-            polls_by_day: dict[int, dict[int, bytes]] = {}
-            for observation in batch.observations:
-                if cutoff is not None and observation.timestamp_us < cutoff:
-                    continue  # Older than the store keeps: accepted, nothing to keep.
-                status = ACTIVE if observation.status == "active" else INACTIVE
-                day = day_of(observation.timestamp_us)
-                polls_by_day.setdefault(day, {})[observation.timestamp_us] = status
-            for day, polls in polls_by_day.items():
-                key = observation_day_key(store_id, day)
-                held = held_day(key)
-                merged = {**decode_day(held), **polls} if held else polls
-                value = encode_day(merged)
-                # A replayed or duplicated poll changes nothing, so it writes nothing.
-                if value != held:
-                    observations[key] = value
-                    retention.add(partition, store_id, day, key, latest_timestamp_us(value))
+            for write in merge_batch(store_id, batch.polls, cutoff, poll_days.get):
+                poll_days[write.key] = write.value
+                newest_us = latest_timestamp_us(write.value)
+                retention.add(partition, store_id, write.day, write.key, newest_us)
             for expired in (
                 *retention.pop_expired(partition, store_id),
                 *retention.pop_stale(partition),
             ):
-                observations.pop(expired, None)
+                poll_days.pop(expired, None)
 
     def keep_latest_per_store(topic: faust.TopicT, table: faust.Table, decode: Decoder) -> None:
         """An agent keeping the latest canonical value per store; a null value deletes."""
@@ -262,7 +242,7 @@ def create_app(settings: Settings) -> faust.App:
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         greatest_event_time_us = max(retention.max_timestamp_us.values(), default=None)
         return web.text(
-            metrics.render(observations.items(), greatest_event_time_us),
+            metrics.render(poll_days.items(), greatest_event_time_us),
             headers={"Content-Type": prometheus.CONTENT_TYPE},
         )
 
@@ -270,5 +250,5 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run one worker until SIGINT/SIGTERM, logging JSON lines (storemon/logs.py)."""
+    """Run one worker until SIGINT/SIGTERM, logging JSON lines (storemon/observability/logs.py)."""
     faust_worker(create_app(settings), loglevel).execute_from_commandline()

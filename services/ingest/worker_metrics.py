@@ -12,11 +12,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from storemon import events
-from storemon import metric_names as names
-from storemon.inputs import RowError
-from storemon.prometheus import family, family_by_label, labels
-from storemon.state import POLL_BYTES, StateRecordError, split_observation_day_key
+from storemon.inputs.values import RowError
+from storemon.messages.records import UNKNOWN_FIELD
+from storemon.observability import metric_names as names
+from storemon.observability.prometheus import family, family_by_label, labels
+from storemon.state.layout import POLL_BYTES, StateRecordError, split_poll_day_key
 
 #: `observations.17.status` -> `observations.status`: one label value per field, not per entry.
 _ENTRY_INDEX = re.compile(r"\.\d+")
@@ -44,21 +44,21 @@ class WorkerMetrics:
     def rejected(self, topic: str, error: RowError) -> None:
         self.events[(topic, "rejected")] += 1
         # A producer's unknown field names are unbounded: one label value for them all.
-        if error.reason == events.UNKNOWN_FIELD:
+        if error.reason == UNKNOWN_FIELD:
             field = "(unknown field)"
         else:
             field = _ENTRY_INDEX.sub("", error.field) or "(record)"
         self.rejections[(topic, field)] += 1
 
     def render(
-        self, observation_days: Iterable[tuple[bytes, bytes]], greatest_event_time_us: int | None
+        self, poll_days: Iterable[tuple[bytes, bytes]], greatest_event_time_us: int | None
     ) -> str:
-        """The exposition, given the (key, value) items of the observations table held here."""
+        """The exposition, given the (key, value) items of the polls table held here."""
         stores: set[str] = set()
         polls = 0
-        for key, value in observation_days:
+        for key, value in poll_days:
             try:
-                stores.add(split_observation_day_key(key)[0])
+                stores.add(split_poll_day_key(key)[0])
             except StateRecordError:
                 continue  # skipped (and counted) when it was recovered
             polls += len(value) // POLL_BYTES
@@ -79,8 +79,8 @@ class WorkerMetrics:
         )
         family(lines, names.WORKER_STORES, "gauge", "Stores with polls in this worker's state.")
         lines.append(f"{names.WORKER_STORES} {len(stores)}")
-        family(lines, names.WORKER_OBSERVATIONS, "gauge", "Polls in this worker's state.")
-        lines.append(f"{names.WORKER_OBSERVATIONS} {polls}")
+        family(lines, names.WORKER_POLLS, "gauge", "Polls in this worker's state.")
+        lines.append(f"{names.WORKER_POLLS} {polls}")
         if greatest_event_time_us is not None:
             family(
                 lines,

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from storemon import metric_names as names
-from storemon import prometheus
-from storemon.prometheus import family_by_label
+from storemon.observability import metric_names as names
+from storemon.observability import prometheus
+from storemon.observability.prometheus import family_by_label
 
 
 class ReporterMetrics:

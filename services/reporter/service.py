@@ -24,26 +24,28 @@ One reporter process:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, KafkaException, Message
 
-from storemon import config, engine, reports_db, schemas
 from storemon.config import Settings
-from storemon.inputs import RowError, parse_timestamp
-from storemon.lag import reporter_group
-from storemon.logs import configure_logging
+from storemon.database import reports_db
+from storemon.database.retry import RetriesExhausted, RetryPolicy
+from storemon.kafka.clients import consumer_config
+from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, reporter_group
+from storemon.messages.report_requests import InvalidRequest, ReportRequest
+from storemon.observability.logs import configure_logging
 from storemon.reporter.metrics import ReporterMetrics, serving
 from storemon.reporter.snapshot import SnapshotBuilder
-from storemon.state import StateReader
+from storemon.state.reader import StateReader
+from storemon.timebase import datetime_from_us
+from storemon.uptime import engine
 
 log = logging.getLogger("storemon.reporter")
 
@@ -52,12 +54,9 @@ APPLICATION_NAME = "storemon-reporter"
 _POLL_S = 0.5
 #: Pause between two reads of the state changelogs while no report is being made.
 _FOLLOW_STATE_EVERY_S = 1.0
-#: Database work that cannot reach the server is tried this many times, pausing
-#: _DB_FIRST_PAUSE_S, then twice as long each time up to _DB_MAX_PAUSE_S (about
-#: 25 s in all) before the report is given up.
-_DB_ATTEMPTS = 7
-_DB_FIRST_PAUSE_S = 0.5
-_DB_MAX_PAUSE_S = 8.0
+#: Database work that cannot reach the server is tried 7 times, pausing 0.5 s, then
+#: twice as long each time up to 8 s (about 25 s in all) before the report is given up.
+DATABASE_RETRY = RetryPolicy(is_transient=reports_db.is_unavailable)
 
 T = TypeVar("T")
 
@@ -66,55 +65,22 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached for a report's work, however often it was tried."""
 
 
-class InvalidRequest(ValueError):
-    """A report request that breaks schemas/report-request.schema.json."""
-
-    def __init__(self, report_id: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.report_id = report_id
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class ReportRequest:
-    report_id: str
-    as_of_us: int | None
-    store_ids: list[str] | None
-
-    @classmethod
-    def from_value(cls, value: bytes | None) -> ReportRequest:
-        try:
-            decoded: Any = json.loads(value or b"")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequest(None, f"not JSON: {exc}") from None
-        report_id = decoded.get("report_id") if isinstance(decoded, dict) else None
-        if not (isinstance(report_id, str) and reports_db.is_report_id(report_id)):
-            report_id = None
-        errors = schemas.schema_errors(schemas.REPORT_REQUEST, decoded)
-        if errors or report_id is None:
-            raise InvalidRequest(report_id, "; ".join(errors) or "report_id: invalid")
-        as_of = decoded.get("as_of")
-        try:
-            as_of_us = None if as_of is None else parse_timestamp(as_of)
-        except RowError as exc:
-            raise InvalidRequest(report_id, f"as_of: {exc.reason}") from None
-        return cls(report_id, as_of_us, decoded.get("store_ids"))
-
-
 def _consumer_config(settings: Settings) -> dict[str, object]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "group.id": reporter_group(settings),
-        # Committed by hand, after the report's transaction committed.
-        "enable.auto.commit": False,
-        # A new group takes every request still on the topic: each is checked
-        # against its row, so requests already answered are skipped.
-        "auto.offset.reset": "earliest",
-        # A reporter that died hands its partitions over within seconds.
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
-        "max.poll.interval.ms": max(300_000, (settings.report_timeout_s + 60) * 1000),
-    }
+    return consumer_config(
+        settings,
+        reporter_group(settings),
+        **{
+            # Committed by hand, after the report's transaction committed.
+            "enable.auto.commit": False,
+            # A new group takes every request still on the topic: each is checked
+            # against its row, so requests already answered are skipped.
+            "auto.offset.reset": "earliest",
+            # A reporter that died hands its partitions over within seconds.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            "max.poll.interval.ms": max(300_000, (settings.report_timeout_s + 60) * 1000),
+        },
+    )
 
 
 class Reporter:
@@ -137,12 +103,12 @@ class Reporter:
         started = time.monotonic()
         await asyncio.to_thread(self._state.catch_up, float(self._settings.report_timeout_s))
         log.info(
-            "state read: %d observations of %d stores in %.1f s",
-            self._state.view.observation_count(),
-            len(self._state.view.observation_days),
+            "state read: %d polls of %d stores in %.1f s",
+            self._state.view.poll_count(),
+            len(self._state.view.poll_days),
             time.monotonic() - started,
         )
-        self._consumer.subscribe([self._settings.topic(config.TOPIC_REPORT_REQUESTS)])
+        self._consumer.subscribe([self._settings.topic(TOPIC_REPORT_REQUESTS)])
         helpers = [
             asyncio.create_task(self._follow_state(stop)),
             asyncio.create_task(self._housekeeping(stop)),
@@ -160,12 +126,7 @@ class Reporter:
                 except DatabaseUnavailable as exc:
                     # Stopping before the outcome could be recorded: the offset stays
                     # uncommitted and the next reporter redoes the request.
-                    log.warning(
-                        "stopped before answering offset %d: %s",
-                        message.offset(),
-                        exc,
-                        extra=_report_context(message.key()),
-                    )
+                    _warn(message, "stopped before answering offset %d: %s", exc)
                     break
                 await asyncio.to_thread(self._commit, message)
         finally:
@@ -182,16 +143,11 @@ class Reporter:
         except KafkaException as exc:
             # E.g. the partition moved to another reporter meanwhile: it redoes
             # the request, finds the report done and skips it.
-            log.warning(
-                "could not commit report request offset %d: %s",
-                message.offset(),
-                exc,
-                extra=_report_context(message.key()),
-            )
+            _warn(message, "could not commit report request offset %d: %s", exc)
 
     async def _handle(self, message: Message) -> None:
         try:
-            request = ReportRequest.from_value(message.value())
+            request = ReportRequest.decode(message.value())
         except InvalidRequest as exc:
             log.warning(
                 "invalid report request at offset %d: %s",
@@ -247,31 +203,34 @@ class Reporter:
     ) -> T:
         """`work` on a pooled connection, tried again while the database cannot be reached.
 
-        After _DB_ATTEMPTS attempts, DatabaseUnavailable. With `until_done` (recording
+        After DATABASE_RETRY's attempts, DatabaseUnavailable. With `until_done` (recording
         an outcome, without which the request's offset must not be committed), tries
         until the database answers. Either way gives up once the reporter is stopping.
         """
-        pause = _DB_FIRST_PAUSE_S
-        attempt = 1
-        while True:
-            try:
-                async with self._pool.acquire() as connection:
-                    return await work(connection)
-            except Exception as exc:
-                if not reports_db.is_unavailable(exc):
-                    raise
-                if self._stop.is_set() or (attempt >= _DB_ATTEMPTS and not until_done):
-                    raise DatabaseUnavailable(f"{what}: {_reason(exc)}") from exc
-                log.warning(
-                    "database unreachable while %s (attempt %d), next try in %.1f s: %s",
-                    what,
-                    attempt,
-                    pause,
-                    _reason(exc),
-                )
-            await _wait(self._stop, pause)
-            pause = min(2 * pause, _DB_MAX_PAUSE_S)
-            attempt += 1
+
+        async def on_a_pooled_connection() -> T:
+            async with self._pool.acquire() as connection:
+                return await work(connection)
+
+        def retrying(attempt: int, pause_s: float, error: BaseException) -> None:
+            log.warning(
+                "database unreachable while %s (attempt %d), next try in %.1f s: %s",
+                what,
+                attempt,
+                pause_s,
+                _reason(error),
+            )
+
+        try:
+            return await DATABASE_RETRY.run(
+                on_a_pooled_connection,
+                sleep=lambda seconds: _wait(self._stop, seconds),
+                stopping=self._stop.is_set,
+                until_done=until_done,
+                on_retry=retrying,
+            )
+        except RetriesExhausted as exc:
+            raise DatabaseUnavailable(f"{what}: {_reason(exc.last)}") from exc.last
 
     async def _make_report(self, request: ReportRequest) -> None:
         started = time.monotonic()
@@ -285,7 +244,7 @@ class Reporter:
             engine.compute, *inputs, as_of=request.as_of_us, store_ids=request.store_ids
         )
         csv = await asyncio.to_thread(report.to_csv_bytes)
-        as_of = None if report.as_of_us is None else reports_db.datetime_from_us(report.as_of_us)
+        as_of = None if report.as_of_us is None else datetime_from_us(report.as_of_us)
         stored = await self._database(
             lambda connection: reports_db.complete_report(
                 connection,
@@ -347,14 +306,10 @@ class Reporter:
                     log.warning("report %s timed out", report_id, extra=_report_context(report_id))
                 if deleted:
                     log.info("deleted %d reports past retention", deleted)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                # A pooled connection a server restart broke (reports_db.is_unavailable):
-                # without it here, housekeeping would end for good at the restart.
-                asyncpg.InternalClientError,
-            ) as exc:
+            except Exception as exc:
+                # Housekeeping outlives any database trouble; it tries again next round.
+                if not reports_db.is_database_error(exc):
+                    raise
                 log.warning("housekeeping: %s", _reason(exc))
             await _wait(stop, every_s)
 
@@ -369,7 +324,12 @@ def _report_context(report_id: str | bytes | None) -> dict[str, str]:
     return {} if report_id is None else {"report_id": report_id}
 
 
-def _reason(error: Exception) -> str:
+def _warn(message: Message, text: str, error: BaseException) -> None:
+    """A warning about one report request: `text` gets its offset and the error."""
+    log.warning(text, message.offset(), error, extra=_report_context(message.key()))
+
+
+def _reason(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

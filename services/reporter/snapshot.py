@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from storemon import events
-from storemon.engine import BusinessHours, Observations, Timezones
-from storemon.inputs import HoursRow
-from storemon.state import ACTIVE, POLL_BYTES, POLL_DTYPE, StateView
-
-
-def _object_array(items: list[str]) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
+from storemon.inputs.values import HoursRow
+from storemon.messages.schedules import decode_schedule
+from storemon.state.layout import ACTIVE, POLL_BYTES, POLL_DTYPE
+from storemon.state.reader import StateView
+from storemon.uptime.engine import BusinessHours, Polls, Timezones, object_array
 
 
 class SnapshotBuilder:
@@ -26,12 +21,12 @@ class SnapshotBuilder:
     def __init__(self) -> None:
         self._schedules: dict[str, tuple[bytes, list[HoursRow]]] = {}
 
-    def build(self, view: StateView) -> tuple[Observations, BusinessHours, Timezones]:
-        return self.observations(view), self.business_hours(view), self.timezones(view)
+    def build(self, view: StateView) -> tuple[Polls, BusinessHours, Timezones]:
+        return self.polls(view), self.business_hours(view), self.timezones(view)
 
     @staticmethod
-    def observations(view: StateView) -> Observations:
-        days_by_store = view.observation_days
+    def polls(view: StateView) -> Polls:
+        days_by_store = view.poll_days
         # Each store's day values, in day order, end to end: one buffer of
         # fixed-size polls that numpy reads without a Python loop per poll.
         values = [
@@ -39,8 +34,8 @@ class SnapshotBuilder:
         ]
         polls = np.frombuffer(b"".join(values), dtype=POLL_DTYPE)
         counts = [len(value) // POLL_BYTES for value in values]
-        return Observations(
-            store_ids=_object_array(list(days_by_store)),
+        return Polls(
+            store_ids=object_array(list(days_by_store)),
             store_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),
             timestamp_us=polls["timestamp_us"].astype(np.int64),
             active=polls["status"] == ACTIVE,
@@ -52,14 +47,14 @@ class SnapshotBuilder:
             cached = self._schedules.get(store_id)
             if cached is None or cached[0] != value:
                 # The worker stored it canonically, after validating it.
-                _, schedule = events.decode_schedule(store_id.encode(), value)
+                _, schedule = decode_schedule(store_id.encode(), value)
                 cached = (value, schedule or [])
                 self._schedules[store_id] = cached
             rows.extend(cached[1])
         for gone in self._schedules.keys() - view.schedules.keys():
             del self._schedules[gone]
         return BusinessHours(
-            store_id=_object_array([row.store_id for row in rows]),
+            store_id=object_array([row.store_id for row in rows]),
             day=np.fromiter((row.day for row in rows), dtype=np.int64, count=len(rows)),
             start_us=np.fromiter((row.start_us for row in rows), dtype=np.int64, count=len(rows)),
             end_us=np.fromiter((row.end_us for row in rows), dtype=np.int64, count=len(rows)),
@@ -68,6 +63,6 @@ class SnapshotBuilder:
     @staticmethod
     def timezones(view: StateView) -> Timezones:
         return Timezones(
-            store_id=_object_array(list(view.zones)),
-            timezone_str=_object_array(list(view.zones.values())),
+            store_id=object_array(list(view.zones)),
+            timezone_str=object_array(list(view.zones.values())),
         )

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from storemon import reports_db
 from storemon.api.app import create_app
 from storemon.config import Settings
-from storemon.kafka import ensure_topics
+from storemon.database import reports_db
+from storemon.kafka.topics import ensure_topics
 
 from .api_process import ApiStarter, call
 from .services import ServiceProcess, free_port, service_env, settings_for, wait_until

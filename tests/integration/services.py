@@ -13,12 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from storemon import events
 from storemon.config import Settings
-from storemon.inputs import Observation
-from storemon.kafka import end_offsets, ensure_topics, make_producer
-from storemon.lag import consumer_lag
-from storemon.state import StateReader, StateView
+from storemon.inputs.values import Poll
+from storemon.kafka.clients import make_producer
+from storemon.kafka.lag import consumer_lag
+from storemon.kafka.offsets import end_offsets
+from storemon.kafka.topics import ensure_topics
+from storemon.messages.polls import encode_poll
+from storemon.state.reader import StateReader, StateView
 
 T = TypeVar("T")
 STOREMON = [sys.executable, "-m", "storemon.cli"]
@@ -96,15 +98,15 @@ def wait_until(probe: Callable[[], T | None], timeout: float, what: str, on_time
         time.sleep(0.2)
 
 
-def produce_observations(settings: Settings, observations: Iterable[Observation]) -> int:
+def produce_polls(settings: Settings, polls: Iterable[Poll]) -> int:
     """Produce in the given order, keyed by store, confirmed by the broker."""
     ensure_topics(settings)
     producer = make_producer(settings)
     topic = settings.topic("store-status")
     count = 0
-    for observation in observations:
+    for poll in polls:
         producer.produce(
-            topic, events.encode_observation(observation), observation.store_id.encode()
+            topic, encode_poll(poll), poll.store_id.encode()
         )
         count += 1
         if count % 10_000 == 0:
@@ -113,12 +115,12 @@ def produce_observations(settings: Settings, observations: Iterable[Observation]
     return count
 
 
-def expected_view(observations: Iterable[Observation]) -> dict[str, dict[int, bool]]:
+def expected_view(polls: Iterable[Poll]) -> dict[str, dict[int, bool]]:
     """The state the worker must hold: the last accepted status per store and timestamp."""
     state: dict[str, dict[int, bool]] = {}
-    for observation in observations:
-        state.setdefault(observation.store_id, {})[observation.timestamp_us] = (
-            observation.status == "active"
+    for poll in polls:
+        state.setdefault(poll.store_id, {})[poll.timestamp_us] = (
+            poll.status == "active"
         )
     return state
 

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from storemon import generator
 from storemon.config import Settings
-from storemon.generator import GeneratedDataset
+from storemon.tools import generator
+from storemon.tools.generator import GeneratedDataset
 
 from .conftest import drop_report_schema
 from .services import (

@@ -15,11 +15,15 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jsonschema import Draft202012Validator
 
-from storemon import config, inputs, reports_db
-from storemon.api import ingest
+from storemon import config
+from storemon.api import events as ingest
 from storemon.api.app import OPENAPI_PATH, create_app
 from storemon.api.context import POOL
-from storemon.schemas import schema_errors
+from storemon.database import reports_db
+from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, TOPIC_STATUS, TOPIC_STATUS_DLQ
+from storemon.messages.report_requests import is_report_id, new_report_id
+from storemon.messages.schemas import schema_errors
+from storemon.timebase import datetime_from_us, format_timestamp
 
 from .services import record_count
 from .stack import report_csv, report_json
@@ -114,12 +118,12 @@ async def test_trigger_registers_the_report_and_queues_its_request(api, pool, re
         assert loop_style.status == 202
         second = (await loop_style.json())["report_id"]
     report_id = triggered["report_id"]
-    assert reports_db.is_report_id(report_id) and report_id != second
+    assert is_report_id(report_id) and report_id != second
     async with pool.acquire() as connection:
         row = await reports_db.fetch_report(connection, report_id)
     assert row.status == reports_db.RUNNING
     assert row.request == {"as_of": "2023-01-25T18:00:00.000000Z", "store_ids": ["1", "2"]}
-    requests = dict(read_topic(report_settings, config.TOPIC_REPORT_REQUESTS, 2))
+    requests = dict(read_topic(report_settings, TOPIC_REPORT_REQUESTS, 2))
     request = requests[report_id.encode()]
     assert schema_errors("report-request", request) == []
     assert request["store_ids"] == ["1", "2"] and request["as_of"].startswith("2023-01-25T18:00")
@@ -128,9 +132,9 @@ async def test_trigger_registers_the_report_and_queues_its_request(api, pool, re
 
 async def test_running_and_failed_reports_answer_their_status(api, pool):
     async with pool.acquire() as connection:
-        running_id = reports_db.new_report_id()
+        running_id = new_report_id()
         await reports_db.insert_running(connection, running_id, {})
-        failed_id = reports_db.new_report_id()
+        failed_id = new_report_id()
         await reports_db.insert_running(connection, failed_id, {})
         await reports_db.fail_report(connection, failed_id, "state not readable")
     async with api() as client:
@@ -146,7 +150,7 @@ async def test_running_and_failed_reports_answer_their_status(api, pool):
 
 async def test_a_report_running_past_the_timeout_is_answered_failed(api, pool):
     async with pool.acquire() as connection:
-        report_id = reports_db.new_report_id()
+        report_id = new_report_id()
         await reports_db.insert_running(connection, report_id, {})
         await connection.execute(
             "UPDATE reports SET requested_at = now() - interval '2 minutes' WHERE report_id = $1",
@@ -170,14 +174,14 @@ def report_csv_of(rows: int) -> bytes:
 async def complete_report(pool, csv: bytes, request: dict | None = None) -> str:
     """A report as a reporter completes it (as of 2023-01-25T18:13:22.479220Z); its id."""
     async with pool.acquire() as connection:
-        report_id = reports_db.new_report_id()
+        report_id = new_report_id()
         await reports_db.insert_running(connection, report_id, request or {})
         await reports_db.complete_report(
             connection,
             report_id,
             csv,
             row_count=csv.count(b"\n") - 1,
-            as_of=reports_db.datetime_from_us(1_674_670_402_479_220),
+            as_of=datetime_from_us(1_674_670_402_479_220),
             state_offsets={"changelog": {0: 5}},
         )
     return report_id
@@ -280,7 +284,7 @@ async def test_events_produce_valid_rows_and_dead_letter_the_others(api, report_
     # One batch record per store and request (schemas/status-batch.schema.json).
     accepted = [
         (key, poll)
-        for key, value in read_topic(report_settings, config.TOPIC_STATUS, 3)
+        for key, value in read_topic(report_settings, TOPIC_STATUS, 3)
         for poll in value["observations"]
     ]
     assert sorted((key, poll["status"], poll["timestamp_utc"]) for key, poll in accepted) == [
@@ -288,7 +292,7 @@ async def test_events_produce_valid_rows_and_dead_letter_the_others(api, report_
         (b"s2", "inactive", "2023-01-25T18:00:00.500000Z"),
         (b"s4", "active", "2023-01-25T18:00:00.000000Z"),
     ]
-    dead = [value for _, value in read_topic(report_settings, config.TOPIC_STATUS_DLQ, 6)]
+    dead = [value for _, value in read_topic(report_settings, TOPIC_STATUS_DLQ, 6)]
     assert all(schema_errors("dlq-record", record) == [] for record in dead)
     assert {(r["source"], r["line"], r["field"]) for r in dead} >= {
         ("http", 1, "timestamp_utc"),
@@ -352,7 +356,7 @@ async def test_health_readiness_and_metrics(api):
 
 async def test_metrics_have_the_report_duration_histogram(api, pool):
     async with pool.acquire() as connection:
-        report_id = reports_db.new_report_id()
+        report_id = new_report_id()
         await reports_db.insert_running(connection, report_id, {})
         await connection.execute(
             "UPDATE reports SET requested_at = now() - interval '3 seconds' WHERE report_id = $1",
@@ -468,7 +472,7 @@ async def test_store_ids_beyond_what_kafka_takes_are_refused_not_retried(api, re
         response = await client.post("/trigger_report", json={"store_ids": largest})
         assert response.status == 202, await response.text()
         report_id = (await response.json())["report_id"]
-    [(key, request)] = read_topic(report_settings, config.TOPIC_REPORT_REQUESTS, 1)
+    [(key, request)] = read_topic(report_settings, TOPIC_REPORT_REQUESTS, 1)
     assert key == report_id.encode() and request["store_ids"] == largest
 
 
@@ -580,21 +584,21 @@ async def test_events_of_many_bad_rows_keep_memory_bounded(api, report_settings)
     assert (answer["accepted"], answer["rejected"]) == (0, bad_rows)
     assert len(answer["errors"]) == ingest.MAX_ERRORS_LISTED
     assert answer["errors"][-1]["line"] == ingest.MAX_ERRORS_LISTED
-    dead_letters = record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS_DLQ)])
+    dead_letters = record_count(report_settings, [report_settings.topic(TOPIC_STATUS_DLQ)])
     assert dead_letters == bad_rows
     # It was about 600 MiB for 512 Ki rows.
     assert peak - before < 64 * 1024 * 1024, f"{(peak - before) / 2**20:.0f} MiB more"
 
 
 def large_events_body(content_type: str, max_bytes: int) -> tuple[bytes, int]:
-    """Valid observations of 1000 stores, as a body of about `max_bytes`; and their count."""
+    """Valid polls of 1000 stores, as a body of about `max_bytes`; and their count."""
     records = []
     size = 2
     while size < max_bytes - 200:
         record = json.dumps(
             {
                 "store_id": f"store-{len(records) % 1000}",
-                "timestamp_utc": inputs.format_timestamp(1_674_000_000_000_000 + len(records)),
+                "timestamp_utc": format_timestamp(1_674_000_000_000_000 + len(records)),
                 "status": "active",
             }
         )
@@ -607,7 +611,7 @@ def large_events_body(content_type: str, max_bytes: int) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
 async def test_a_large_events_body_leaves_the_api_responsive(api, report_settings, content_type):
-    body, observations = large_events_body(content_type, config.DEFAULT_MAX_BODY_BYTES)
+    body, polls = large_events_body(content_type, config.DEFAULT_MAX_BODY_BYTES)
     async with api() as client:
         posted = asyncio.create_task(
             client.post("/events", data=body, headers={"Content-Type": content_type})
@@ -624,9 +628,9 @@ async def test_a_large_events_body_leaves_the_api_responsive(api, report_setting
         response = await posted
         assert response.status == 200, await response.text()
         answer = await response.json()
-    assert (answer["accepted"], answer["rejected"]) == (observations, 0)
+    assert (answer["accepted"], answer["rejected"]) == (polls, 0)
     # One batch record per store.
-    assert record_count(report_settings, [report_settings.topic(config.TOPIC_STATUS)]) == 1000
+    assert record_count(report_settings, [report_settings.topic(TOPIC_STATUS)]) == 1000
     assert slowest < 0.5, f"/healthz waited for {slowest:.2f} s"
 
 

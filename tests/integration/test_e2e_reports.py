@@ -14,10 +14,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from storemon import config
-from storemon.kafka import make_producer
-from storemon.lag import consumer_lag, reporter_group
-from storemon.state import OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE, changelog_topic
+from storemon.kafka.clients import make_producer
+from storemon.kafka.lag import consumer_lag
+from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, changelog_topic, reporter_group
+from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
 
 from .services import ServiceProcess, free_port, wait_until
 from .stack import Stack, completed, data_arguments, eventually, report_json, trigger
@@ -101,7 +101,7 @@ async def test_a_request_delivered_again_for_a_complete_report_is_skipped(stack,
     producer = make_producer(stack.settings)
     request = {"report_id": report_id, "requested_at": before["requested_at"]}
     producer.produce(
-        stack.settings.topic(config.TOPIC_REPORT_REQUESTS),
+        stack.settings.topic(TOPIC_REPORT_REQUESTS),
         json.dumps(request).encode(),
         report_id.encode(),
     )
@@ -163,7 +163,7 @@ async def test_state_records_that_break_the_layout_leave_reports_whole(stack, ht
     following without a word, and made a restarted reporter exit."""
     producer = make_producer(stack.settings)
     for table, key, value in (
-        (OBSERVATIONS_TABLE, b"garbage", b"x"),
+        (POLLS_TABLE, b"garbage", b"x"),
         (SCHEDULES_TABLE, b"unknown-store", b"{not json"),
         (ZONES_TABLE, b"unknown-store", b"Not/AZone"),
     ):
@@ -201,5 +201,5 @@ async def test_state_records_that_break_the_layout_leave_reports_whole(stack, ht
     }
     assert skipped == {
         changelog_topic(stack.settings, table): 1
-        for table in (OBSERVATIONS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
+        for table in (POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
     }

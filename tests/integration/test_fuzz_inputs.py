@@ -46,7 +46,7 @@ from fuzzing import (
     invalid_timestamps,
     invalid_zones,
     non_objects,
-    observation_records,
+    poll_records,
     unreadable_json,
     valid_store_ids,
     without_line_breaks,
@@ -55,11 +55,23 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from storemon import config, events
 from storemon.config import Settings
-from storemon.inputs import HoursRow, Observation, format_timestamp
-from storemon.kafka import end_offsets, ensure_topics, make_producer, read_range
-from storemon.state import StateView
+from storemon.inputs.values import HoursRow, Poll
+from storemon.kafka.clients import make_producer
+from storemon.kafka.offsets import end_offsets, read_range
+from storemon.kafka.topics import (
+    TOPIC_HOURS,
+    TOPIC_STATUS,
+    TOPIC_STATUS_DLQ,
+    TOPIC_TIMEZONES,
+    ensure_topics,
+)
+from storemon.messages.dead_letters import DLQ_RAW_CHARS
+from storemon.messages.polls import MAX_BATCH_POLLS, decode_polls, encode_poll
+from storemon.messages.schedules import decode_schedule, encode_schedule
+from storemon.messages.zones import decode_zone, encode_zone
+from storemon.state.reader import StateView
+from storemon.timebase import format_timestamp, now_us
 
 from .conftest import drop_report_schema
 from .services import (
@@ -99,12 +111,12 @@ class Gains:
 
 
 def polls(records: list[Message]) -> Counter[tuple[str, int, str]]:
-    """The polls a set of store-status records carry (single observations or batches)."""
+    """The polls a set of store-status records carry (single polls or batches)."""
     found: Counter[tuple[str, int, str]] = Counter()
     for record in records:
-        batch = events.decode_observations(record.key(), record.value())
+        batch = decode_polls(record.key(), record.value())
         assert not batch.rejected, batch.rejected
-        found.update(tuple(observation) for observation in batch.observations)
+        found.update(tuple(poll) for poll in batch.polls)
     return found
 
 
@@ -251,7 +263,7 @@ def json_items(draw: Draw, lines: bool) -> tuple[str, Expect, bool]:
     shape = draw(st.sampled_from(["record"] * 6 + ["non-object", "unreadable"]
                                  + (["garbage", "garbage"] if lines else [])))
     if shape == "record":
-        record, expect = draw(observation_records())
+        record, expect = draw(poll_records())
         return json.dumps(record, ensure_ascii=draw(st.booleans())), expect, True
     if shape == "non-object":
         return draw(non_objects), Expect(fields=frozenset({"(record)"})), True
@@ -293,8 +305,8 @@ def structured_bodies(draw: Draw) -> Body:
 def test_events_answer_every_row_of_malformed_bodies(api):
     """Each row accepted or rejected as it must be, named by index, line and field; the
     accepted polls are on store-status and each rejected row has its dead letter."""
-    status_gains = Gains(api.settings, config.TOPIC_STATUS)
-    dlq_gains = Gains(api.settings, config.TOPIC_STATUS_DLQ)
+    status_gains = Gains(api.settings, TOPIC_STATUS)
+    dlq_gains = Gains(api.settings, TOPIC_STATUS_DLQ)
     accepted: Counter[tuple[str, int, str]] = Counter()
     dead: Counter[tuple[int, str, str, str]] = Counter()
 
@@ -370,8 +382,8 @@ content_types = st.one_of(
 
 def test_events_answer_garbage_bodies_with_a_count_or_a_4xx(api):
     """Any bytes under any content type: 2xx with rows accounted for, or a JSON 4xx."""
-    status_gains = Gains(api.settings, config.TOPIC_STATUS)
-    dlq_gains = Gains(api.settings, config.TOPIC_STATUS_DLQ)
+    status_gains = Gains(api.settings, TOPIC_STATUS)
+    dlq_gains = Gains(api.settings, TOPIC_STATUS_DLQ)
     totals: Counter[str] = Counter()
 
     @hypothesis_settings(FUZZ, max_examples=150)
@@ -394,7 +406,7 @@ def test_events_answer_garbage_bodies_with_a_count_or_a_4xx(api):
 def test_events_keep_huge_rows_out_of_the_way(api):
     """Rows of megabytes, or with a megabyte-long field name, are rejected with a dead
     letter that fits in a Kafka record."""
-    dlq_gains = Gains(api.settings, config.TOPIC_STATUS_DLQ)
+    dlq_gains = Gains(api.settings, TOPIC_STATUS_DLQ)
     huge = "\U0001f600" * 700_000  # 2.8 MB of UTF-8, 8.4 MB once JSON-escaped
     good = '{"store_id":"s","timestamp_utc":"2023-01-22T12:00:00Z","status":"active"}'
     bodies = [
@@ -430,8 +442,8 @@ def test_load_dead_letters_every_bad_row_and_produces_the_good_ones(
     env = service_env(kafka_bootstrap, topic_prefix)
     ensure_topics(settings)
     gains = {topic: Gains(settings, topic) for topic in
-             (config.TOPIC_STATUS, config.TOPIC_HOURS, config.TOPIC_TIMEZONES,
-              config.TOPIC_STATUS_DLQ)}
+             (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES,
+              TOPIC_STATUS_DLQ)}
     files = {kind.name: tmp_path / f"{kind.name}.csv" for kind in (STATUS, HOURS, TIMEZONES)}
 
     # Each example runs `storemon load`: shrinking a failure would take many minutes.
@@ -448,19 +460,19 @@ def test_load_dead_letters_every_bad_row_and_produces_the_good_ones(
             assert int(counts[name]["rows"]) == len(case.rows), run.stderr
             assert int(counts[name]["accepted"]) == len(case.good), run.stderr
             assert int(counts[name]["rejected"]) == len(case.bad_lines), run.stderr
-        assert polls(gains[config.TOPIC_STATUS].new()) == Counter(status.good)
+        assert polls(gains[TOPIC_STATUS].new()) == Counter(status.good)
         schedules = {}
-        for record in gains[config.TOPIC_HOURS].new():
-            store, rows = events.decode_schedule(record.key(), record.value())
+        for record in gains[TOPIC_HOURS].new():
+            store, rows = decode_schedule(record.key(), record.value())
             schedules[store] = [tuple(row) for row in rows or []]
         expected_schedules: dict[str, list[tuple[Any, ...]]] = {}
         for row in hours.good:
             expected_schedules.setdefault(row[0], []).append(row)
         assert schedules == expected_schedules
-        zones = Counter(events.decode_zone(record.key(), record.value())
-                        for record in gains[config.TOPIC_TIMEZONES].new())
+        zones = Counter(decode_zone(record.key(), record.value())
+                        for record in gains[TOPIC_TIMEZONES].new())
         assert zones == Counter(timezones.good)
-        letters = dead_letters(gains[config.TOPIC_STATUS_DLQ].new())
+        letters = dead_letters(gains[TOPIC_STATUS_DLQ].new())
         named = {(letter["source"], letter["line"]): letter["field"] for letter in letters}
         assert len(named) == len(letters)
         expected = {
@@ -507,7 +519,7 @@ def test_load_takes_a_status_file_without_good_rows(kafka_bootstrap, topic_prefi
 def test_load_dead_letters_huge_rows(kafka_bootstrap, topic_prefix, tmp_path):
     settings = settings_for(kafka_bootstrap, topic_prefix)
     ensure_topics(settings)
-    dlq = Gains(settings, config.TOPIC_STATUS_DLQ)
+    dlq = Gains(settings, TOPIC_STATUS_DLQ)
     path = tmp_path / "status.csv"
     huge = "\U0001f600" * 131_073
     path.write_text(f"store_id,status,timestamp_utc\n{huge},active,2023-01-22T12:00:00Z\n")
@@ -519,7 +531,7 @@ def test_load_dead_letters_huge_rows(kafka_bootstrap, topic_prefix, tmp_path):
 def test_load_names_far_future_rows_by_line(kafka_bootstrap, topic_prefix, tmp_path):
     settings = settings_for(kafka_bootstrap, topic_prefix)
     ensure_topics(settings)
-    dlq = Gains(settings, config.TOPIC_STATUS_DLQ)
+    dlq = Gains(settings, TOPIC_STATUS_DLQ)
     path = tmp_path / "status.csv"
     path.write_text("store_id,status,timestamp_utc\ns1,active,2023-01-22T12:00:00Z\n"
                     "s2,active,2999-01-01T00:00:00Z\n")
@@ -556,7 +568,7 @@ class Garbage:
 
 def _recent(draw: Draw) -> int:
     """A poll inside every report window: within the last five days."""
-    return events.now_us() - draw(st.integers(HOUR_US, 5 * 24 * HOUR_US))
+    return now_us() - draw(st.integers(HOUR_US, 5 * 24 * HOUR_US))
 
 
 def _json(value: Any) -> bytes:
@@ -575,13 +587,13 @@ present_not_objects = not_objects.filter(lambda value: value is not None)
 
 @st.composite
 def status_garbage(draw: Draw) -> Garbage:
-    topic = config.TOPIC_STATUS
+    topic = TOPIC_STATUS
     shape = draw(st.sampled_from(["not an object", "record", "record", "key", "batch",
                                   "batch entries", "batch entries"]))
     if shape == "not an object":
         return Garbage(topic, draw(other_keys), draw(not_objects))
     if shape == "record":
-        record, _ = draw(observation_records().filter(lambda pair: not pair[1].accepted))
+        record, _ = draw(poll_records().filter(lambda pair: not pair[1].accepted))
         store_id = record.get("store_id")
         key = store_id.encode() if isinstance(store_id, str) else draw(other_keys)
         return Garbage(topic, key, _json(record))
@@ -601,7 +613,7 @@ def status_garbage(draw: Draw) -> Garbage:
         elif broken == "empty":
             batch["observations"] = []
         elif broken == "too many":
-            batch["observations"] = [entry] * (events.MAX_BATCH_POLLS + 1)
+            batch["observations"] = [entry] * (MAX_BATCH_POLLS + 1)
         elif broken == "unknown":
             batch[draw(st.sampled_from(["status", "timestamp_utc", "x"]))] = 1
         elif broken == "store":
@@ -646,7 +658,7 @@ def status_garbage(draw: Draw) -> Garbage:
 
 @st.composite
 def hours_garbage(draw: Draw) -> Garbage:
-    topic = config.TOPIC_HOURS
+    topic = TOPIC_HOURS
     shape = draw(st.sampled_from(["not an object", "deletion", "hours", "row", "row", "key",
                                   "store"]))
     if shape == "not an object":
@@ -677,7 +689,7 @@ def hours_garbage(draw: Draw) -> Garbage:
 
 @st.composite
 def zone_garbage(draw: Draw) -> Garbage:
-    topic = config.TOPIC_TIMEZONES
+    topic = TOPIC_TIMEZONES
     shape = draw(st.sampled_from(["not an object", "zone", "zone", "key", "store", "huge"]))
     if shape == "not an object":
         return Garbage(topic, draw(compacted_keys), draw(present_not_objects))
@@ -719,7 +731,7 @@ class Worker:
         self.settings = settings
         ensure_topics(settings)
         self.producer = make_producer(settings)
-        self.dlq = Gains(settings, config.TOPIC_STATUS_DLQ)
+        self.dlq = Gains(settings, TOPIC_STATUS_DLQ)
         self.probe = StateProbe(settings)
         self.process = ServiceProcess(["worker"], env, log_dir, "worker")
         #: (topic, partition, offset) -> [(key, dead letter)]
@@ -747,20 +759,20 @@ class Worker:
 
     def send_probes(self, store: str | None = None) -> Probe:
         """A valid poll, schedule and zone of a store, after whatever came before."""
-        probe = Probe(store or f"probe-{uuid.uuid4().hex[:12]}", events.now_us())
-        poll = events.encode_observation(Observation(probe.store, probe.micros, "active"))
+        probe = Probe(store or f"probe-{uuid.uuid4().hex[:12]}", now_us())
+        poll = encode_poll(Poll(probe.store, probe.micros, "active"))
         key = probe.store.encode()
-        self.produce(config.TOPIC_STATUS, key, poll)
+        self.produce(TOPIC_STATUS, key, poll)
         schedule = [HoursRow(probe.store, 0, 9 * HOUR_US, 17 * HOUR_US)]
-        self.produce(config.TOPIC_HOURS, key, events.encode_schedule(probe.store, schedule))
-        self.produce(config.TOPIC_TIMEZONES, key, events.encode_zone(probe.store, "UTC"))
+        self.produce(TOPIC_HOURS, key, encode_schedule(probe.store, schedule))
+        self.produce(TOPIC_TIMEZONES, key, encode_zone(probe.store, "UTC"))
         return probe
 
     def holds(self, probe: Probe, view: StateView | None = None) -> bool:
         """Whether the probe's poll, schedule and zone are all in the workers' state."""
         view = view or self.probe.view()
         return (
-            view.observations.get(probe.store) == {probe.micros: True}
+            view.polls.get(probe.store) == {probe.micros: True}
             and probe.store in view.schedules
             and view.zones.get(probe.store) == "UTC"
         )
@@ -811,7 +823,7 @@ def test_worker_dead_letters_garbage_on_every_input_topic(worker):
                 )
                 and worker.holds(probe, view)
                 and all(
-                    view.observations.get(garbage.kept[0]) == garbage.kept[1]
+                    view.polls.get(garbage.kept[0]) == garbage.kept[1]
                     for garbage, _ in sent
                     if garbage.kept
                 )
@@ -827,9 +839,9 @@ def test_worker_dead_letters_garbage_on_every_input_topic(worker):
                 assert key == garbage.key
                 if not garbage.entries:
                     raw = (garbage.value or b"").decode("utf-8", "replace")
-                    if len(raw) > events.DLQ_RAW_CHARS:  # cut, saying so, to fit in a record
+                    if len(raw) > DLQ_RAW_CHARS:  # cut, saying so, to fit in a record
                         cut = f"... [cut: {len(raw):,} characters in all]"
-                        raw = raw[: events.DLQ_RAW_CHARS] + cut
+                        raw = raw[: DLQ_RAW_CHARS] + cut
                     assert letter["raw"] == raw
 
     send()
@@ -843,7 +855,7 @@ def _dead_letters_of(worker: Worker, values: list[bytes]) -> None:
     store = f"probe-{uuid.uuid4().hex[:12]}"
     sent = [worker.produce(topic, store.encode(), value)
             for value in values
-            for topic in (config.TOPIC_STATUS, config.TOPIC_HOURS, config.TOPIC_TIMEZONES)]
+            for topic in (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)]
     probe = worker.send_probes(store)
     wait_until(lambda: worker.holds(probe), 60, "the probes", worker.process.log_tail())
     worker.alive()

@@ -3,17 +3,17 @@
 import json
 import subprocess
 
-from storemon.inputs import Observation
+from storemon.inputs.values import Poll
 
-from .services import STOREMON, produce_observations, service_env, settings_for
+from .services import STOREMON, produce_polls, service_env, settings_for
 
 
 def test_lag_counts_the_whole_backlog_of_a_group_that_committed_nothing(
     kafka_bootstrap, topic_prefix
 ):
     settings = settings_for(kafka_bootstrap, topic_prefix)
-    produce_observations(
-        settings, [Observation(f"s{i}", 1_674_000_000_000_000 + i, "active") for i in range(10)]
+    produce_polls(
+        settings, [Poll(f"s{i}", 1_674_000_000_000_000 + i, "active") for i in range(10)]
     )
     env = service_env(kafka_bootstrap, topic_prefix)
     run = subprocess.run(

@@ -4,7 +4,9 @@ import json
 
 from confluent_kafka import Consumer
 
-from storemon import events
+from storemon.messages.polls import decode_polls
+from storemon.messages.schedules import decode_schedule
+from storemon.messages.zones import decode_zone
 
 from .services import run_load, service_env, settings_for, wait_until
 
@@ -73,7 +75,7 @@ def test_load_accepts_good_rows_and_sends_bad_ones_to_the_dead_letter_topic(
     polls = [
         poll
         for m in read_topic(settings, "store-status", 2)
-        for poll in events.decode_observations(m.key(), m.value()).observations
+        for poll in decode_polls(m.key(), m.value()).polls
     ]
     assert {(p.store_id, p.status) for p in polls} == {
         ("s1", "active"),
@@ -81,12 +83,12 @@ def test_load_accepts_good_rows_and_sends_bad_ones_to_the_dead_letter_topic(
         ("s4", "inactive"),
     }
     schedules = dict(
-        events.decode_schedule(m.key(), m.value()) for m in read_topic(settings, "store-hours", 2)
+        decode_schedule(m.key(), m.value()) for m in read_topic(settings, "store-hours", 2)
     )
     assert [row.day for row in schedules["s1"]] == [0, 1]
     assert len(schedules["s4"]) == 1
     zones = [
-        events.decode_zone(m.key(), m.value()) for m in read_topic(settings, "store-timezones", 1)
+        decode_zone(m.key(), m.value()) for m in read_topic(settings, "store-timezones", 1)
     ]
     assert zones == [("s1", "America/New_York")]
 

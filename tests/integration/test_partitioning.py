@@ -4,8 +4,8 @@ import random
 
 from confluent_kafka.admin import NewTopic
 
-from storemon.kafka import admin_client, make_producer
-from storemon.partitioning import partition_of
+from storemon.kafka.clients import admin_client, make_producer
+from storemon.kafka.partitioning import partition_of
 
 from .services import settings_for
 

@@ -9,14 +9,16 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from storemon import reports_db
-from storemon.reports_db import COMPLETE, FAILED, RUNNING, TIMED_OUT
+from storemon.database import reports_db
+from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, TIMED_OUT
+from storemon.messages.report_requests import is_report_id, new_report_id
+from storemon.timebase import datetime_from_us
 
 OFFSETS = {"t-worker-observations-changelog": {0: 12, 1: 7}}
 
 
 async def new_report(connection, request=None) -> str:
-    report_id = reports_db.new_report_id()
+    report_id = new_report_id()
     await reports_db.insert_running(connection, report_id, request or {})
     return report_id
 
@@ -38,10 +40,10 @@ async def test_schema_creation_is_idempotent_even_when_services_race(report_sett
 
 
 async def test_report_ids_are_128_random_bits_in_hex():
-    ids = {reports_db.new_report_id() for _ in range(1000)}
+    ids = {new_report_id() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(reports_db.is_report_id(report_id) for report_id in ids)
-    assert not reports_db.is_report_id("0123456789ABCDEF0123456789ABCDEF")
+    assert all(is_report_id(report_id) for report_id in ids)
+    assert not is_report_id("0123456789ABCDEF0123456789ABCDEF")
 
 
 async def test_a_complete_report_holds_its_csv_in_chunks_with_size_and_checksum(pool):
@@ -50,7 +52,7 @@ async def test_a_complete_report_holds_its_csv_in_chunks_with_size_and_checksum(
     async with pool.acquire() as connection:
         report_id = await new_report(connection, {"store_ids": ["a"]})
         assert (await reports_db.start_attempt(connection, report_id)).attempts == 1
-        as_of = reports_db.datetime_from_us(1_674_670_402_479_220)
+        as_of = datetime_from_us(1_674_670_402_479_220)
         stored = await reports_db.complete_report(
             connection, report_id, csv, row_count=3, as_of=as_of, state_offsets=OFFSETS
         )

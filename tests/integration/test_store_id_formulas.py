@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from storemon import events
 from storemon.config import Settings
-from storemon.inputs import Observation
-from storemon.kafka import make_producer
+from storemon.inputs.values import Poll
+from storemon.kafka.clients import make_producer
+from storemon.messages.polls import encode_poll
 
 from .api_process import JSON_TYPE, ApiStarter, call
 from .services import (
     ServiceProcess,
     StateProbe,
     expected_view,
-    produce_observations,
+    produce_polls,
     run_load,
     service_env,
     settings_for,
@@ -88,11 +88,11 @@ def test_the_worker_dead_letters_topic_records_of_formula_stores(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ):
     settings = settings_for(kafka_bootstrap, topic_prefix)
-    good = Observation("ok-store", 1_674_000_000 * 1_000_000, "active")
-    produce_observations(settings, [good])
+    good = Poll("ok-store", 1_674_000_000 * 1_000_000, "active")
+    produce_polls(settings, [good])
     producer = make_producer(settings)
     bad = {
-        "store-status": ("=1+1", events.encode_observation(Observation("=1+1", good[1], "active"))),
+        "store-status": ("=1+1", encode_poll(Poll("=1+1", good[1], "active"))),
         "store-hours": ("+1", json.dumps({"store_id": "+1", "hours": []}).encode()),
         "store-timezones": (
             "@1",
@@ -106,7 +106,7 @@ def test_the_worker_dead_letters_topic_records_of_formula_stores(
     probe = StateProbe(settings)
     try:
         wait_until(
-            lambda: probe.view().observations == expected_view([good]),
+            lambda: probe.view().polls == expected_view([good]),
             120,
             "the good poll in the worker's state",
             worker.log_tail(),

@@ -8,39 +8,38 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from storemon import events
-from storemon.inputs import HoursRow, Observation
-from storemon.kafka import end_offsets, ensure_topics, make_producer, read_range
-from storemon.partitioning import partition_of
-from storemon.retention import RETAINED_US
-from storemon.state import (
-    OBSERVATIONS_TABLE,
-    SCHEDULES_TABLE,
-    ZONES_TABLE,
-    changelog_topic,
-    worker_app_id,
-)
+from storemon.inputs.values import HoursRow, Poll
+from storemon.kafka.clients import make_producer
+from storemon.kafka.offsets import end_offsets, read_range
+from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import changelog_topic, ensure_topics, worker_app_id
+from storemon.messages.polls import encode_poll, encode_poll_batch
+from storemon.messages.schedules import decode_schedule, encode_schedule
+from storemon.messages.zones import encode_zone
+from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
+from storemon.state.retention import RETAINED_US
+from storemon.timebase import now_us
 
 from .services import (
     ServiceProcess,
     StateProbe,
     expected_view,
     free_port,
-    produce_observations,
+    produce_polls,
     service_env,
     settings_for,
     wait_until,
 )
 
 HOUR_US = 3600 * 1_000_000
-DAY_US = 24 * HOUR_US
+US_PER_DAY = 24 * HOUR_US
 START_US = 1_674_000_000 * 1_000_000  # 2023-01-18, the Loop data's time
 
 
-def hourly_polls(stores: int, hours: int, seed: int) -> list[Observation]:
+def hourly_polls(stores: int, hours: int, seed: int) -> list[Poll]:
     rng = random.Random(seed)
     return [
-        Observation(
+        Poll(
             f"store-{store:03d}",
             START_US + hour * HOUR_US + rng.randrange(0, 600) * 1_000_000,
             "active" if rng.random() < 0.9 else "inactive",
@@ -72,7 +71,7 @@ def deployment(kafka_bootstrap, topic_prefix, tmp_path):
 
 
 def state_equals(probe: StateProbe, expected: dict[str, dict[int, bool]]) -> bool:
-    return probe.view().observations == expected
+    return probe.view().polls == expected
 
 
 def test_shuffled_duplicated_events_give_the_state_of_sorted_deduplicated_ones(deployment):
@@ -84,7 +83,7 @@ def test_shuffled_duplicated_events_give_the_state_of_sorted_deduplicated_ones(d
     flipped = [
         p._replace(status="inactive" if p.status == "active" else "active") for p in polls[:20]
     ]
-    produce_observations(settings, [*replayed, *flipped])
+    produce_polls(settings, [*replayed, *flipped])
     worker = start_worker()
     expected = expected_view([*polls, *flipped])
     assert sum(map(len, expected.values())) == len(polls)
@@ -93,16 +92,16 @@ def test_shuffled_duplicated_events_give_the_state_of_sorted_deduplicated_ones(d
 
 def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deployment):
     settings, start_worker, probe = deployment
-    produce_observations(settings, [])  # creates the topics
+    produce_polls(settings, [])  # creates the topics
     producer = make_producer(settings)
     hours_topic, zones_topic = settings.topic("store-hours"), settings.topic("store-timezones")
     nine_to_five = [HoursRow("a", 0, 9 * HOUR_US, 17 * HOUR_US)]
-    producer.produce(hours_topic, events.encode_schedule("a", nine_to_five), b"a")
-    producer.produce(hours_topic, events.encode_schedule("b", []), b"b")
+    producer.produce(hours_topic, encode_schedule("a", nine_to_five), b"a")
+    producer.produce(hours_topic, encode_schedule("b", []), b"b")
     producer.produce(hours_topic, None, b"b")  # deletes b's schedule: 24x7 again
-    producer.produce(zones_topic, events.encode_zone("a", "America/New_York"), b"a")
-    producer.produce(zones_topic, events.encode_zone("b", "Asia/Beirut"), b"b")
-    producer.produce(zones_topic, events.encode_zone("b", "Europe/London"), b"b")
+    producer.produce(zones_topic, encode_zone("a", "America/New_York"), b"a")
+    producer.produce(zones_topic, encode_zone("b", "Asia/Beirut"), b"b")
+    producer.produce(zones_topic, encode_zone("b", "Europe/London"), b"b")
     assert producer.flush(30) == 0
     worker = start_worker()
 
@@ -113,13 +112,13 @@ def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deploy
         ) == {"a"}
 
     wait_until(settled, 120, "schedules and zones", worker.log_tail())
-    assert events.decode_schedule(b"a", probe.view().schedules["a"]) == ("a", nine_to_five)
+    assert decode_schedule(b"a", probe.view().schedules["a"]) == ("a", nine_to_five)
 
 
 def test_four_weeks_of_polls_leave_only_what_reports_of_the_last_eight_days_need(deployment):
     settings, start_worker, probe = deployment
     polls = hourly_polls(stores=12, hours=28 * 24, seed=4)
-    produce_observations(settings, sorted(polls, key=lambda p: p.timestamp_us))
+    produce_polls(settings, sorted(polls, key=lambda p: p.timestamp_us))
     worker = start_worker()
     newest = {
         store: max(p.timestamp_us for p in polls if p.store_id == store)
@@ -128,17 +127,17 @@ def test_four_weeks_of_polls_leave_only_what_reports_of_the_last_eight_days_need
     retained = expected_view(p for p in polls if p.timestamp_us >= newest[p.store_id] - RETAINED_US)
 
     def evicted() -> bool:
-        held = probe.view().observations
+        held = probe.view().polls
         # Eviction drops whole UTC days once they are wholly behind a store's own
         # horizon: its last 16 days are kept, nothing older than 17 days is.
         return all(
             set(retained[store].items()) <= set(held.get(store, {}).items())
-            and min(held[store]) >= newest[store] - RETAINED_US - DAY_US
+            and min(held[store]) >= newest[store] - RETAINED_US - US_PER_DAY
             for store in retained
         )
 
     wait_until(evicted, 180, "state to hold exactly the last 16 days", worker.log_tail())
-    held_count = probe.view().observation_count()
+    held_count = probe.view().poll_count()
     assert held_count < len(polls) * 0.7, "older observations were not evicted"
 
 
@@ -147,8 +146,8 @@ def test_one_poll_far_newer_than_the_rest_evicts_no_other_store(deployment):
     one poll dated today wipe a year-old data set's other stores out of that partition."""
     settings, start_worker, probe = deployment
     polls = hourly_polls(stores=16, hours=8 * 24, seed=7)
-    today = Observation("store-000", events.now_us(), "active")
-    produce_observations(settings, [*polls, today])
+    today = Poll("store-000", now_us(), "active")
+    produce_polls(settings, [*polls, today])
     worker = start_worker()
     # store-000's own old polls are behind its own new horizon; every other store
     # keeps all of its polls, whichever partition it shares with store-000.
@@ -173,12 +172,12 @@ def test_records_on_another_partition_than_their_keys_go_to_their_keys_partition
     store = "wrong-partition-store"
     owner = partition_of(store.encode(), settings.topic_partitions)
     elsewhere = (owner + 1) % settings.topic_partitions
-    poll = Observation(store, START_US, "inactive")
+    poll = Poll(store, START_US, "inactive")
     producer = make_producer(settings)
     for topic, value in (
-        ("store-status", events.encode_observation(poll)),
-        ("store-hours", events.encode_schedule(store, [])),
-        ("store-timezones", events.encode_zone(store, "Asia/Tokyo")),
+        ("store-status", encode_poll(poll)),
+        ("store-hours", encode_schedule(store, [])),
+        ("store-timezones", encode_zone(store, "Asia/Tokyo")),
     ):
         producer.produce(settings.topic(topic), value, store.encode(), partition=elsewhere)
     assert producer.flush(30) == 0
@@ -187,14 +186,14 @@ def test_records_on_another_partition_than_their_keys_go_to_their_keys_partition
     def settled() -> bool:
         view = probe.view()
         return (
-            view.observations == expected_view([poll])
+            view.polls == expected_view([poll])
             and view.zones == {store: "Asia/Tokyo"}
             and store in view.schedules
         )
 
     wait_until(settled, 120, "the store's state", worker.log_tail())
     key = store.encode()
-    assert _changelog_partitions_of(settings, OBSERVATIONS_TABLE, f"{store} 19375".encode()) == {
+    assert _changelog_partitions_of(settings, POLLS_TABLE, f"{store} 19375".encode()) == {
         owner
     }
     assert _changelog_partitions_of(settings, SCHEDULES_TABLE, key) == {owner}
@@ -222,22 +221,22 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
     settings = settings_for(kafka_bootstrap, topic_prefix)
     port = free_port()
     env = service_env(kafka_bootstrap, topic_prefix, STOREMON_WORKER_METRICS_PORT=str(port))
-    first = Observation("s1", START_US, "active")
-    produce_observations(settings, [first])
+    first = Poll("s1", START_US, "active")
+    produce_polls(settings, [first])
     probe = StateProbe(settings)
     worker = ServiceProcess(["worker"], env, tmp_path, "worker-1")
     try:
         wait_until(
-            lambda: probe.view().observations == expected_view([first]),
+            lambda: probe.view().polls == expected_view([first]),
             120,
             "the first poll",
             worker.log_tail(),
         )
         worker.stop()
         # What storemon never writes, but anyone who can write a changelog can.
-        day = START_US // DAY_US
+        day = START_US // US_PER_DAY
         bad = {
-            OBSERVATIONS_TABLE: [(b"garbage", b"x"), (f"s1 {day}".encode(), b"not 9 bytes")],
+            POLLS_TABLE: [(b"garbage", b"x"), (f"s1 {day}".encode(), b"not 9 bytes")],
             SCHEDULES_TABLE: [(b"s1", b"{not json")],
             ZONES_TABLE: [(b"s1", b"Not/AZone")],
         }
@@ -249,7 +248,7 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
         view = probe.view()  # raised ValueError ("invalid literal for int()") before
         assert sum(probe.reader.skipped.values()) == 4
         assert view.zones == {} and view.schedules == {}
-        assert view.observations == expected_view([first]), "a skipped record changes nothing"
+        assert view.polls == expected_view([first]), "a skipped record changes nothing"
 
         worker = ServiceProcess(["worker"], env, tmp_path, "worker-2")
         text = wait_until(
@@ -262,10 +261,10 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
             'storemon_worker_state_records_skipped_total{table="observations"} 2' in text
         ), text
         # A new poll of the day whose value is bad replaces that value.
-        second = Observation("s1", START_US + HOUR_US, "inactive")
-        produce_observations(settings, [second])
+        second = Poll("s1", START_US + HOUR_US, "inactive")
+        produce_polls(settings, [second])
         wait_until(
-            lambda: probe.view().observations == expected_view([second]),
+            lambda: probe.view().polls == expected_view([second]),
             120,
             "the day rewritten",
             worker.log_tail(),
@@ -280,17 +279,17 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
 def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment):
     settings, start_worker, probe = deployment
     polls = hourly_polls(stores=200, hours=8 * 24, seed=5)  # 38,400 polls
-    produce_observations(settings, polls)
+    produce_polls(settings, polls)
     expected = expected_view(polls)
     first = start_worker()
     wait_until(
-        lambda: probe.view().observation_count() >= 3_000,
+        lambda: probe.view().poll_count() >= 3_000,
         120,
         "the first worker to make progress",
         first.log_tail(),
     )
     first.kill()
-    assert probe.view().observations != expected, "the kill came too late to test anything"
+    assert probe.view().polls != expected, "the kill came too late to test anything"
     second = start_worker()
     wait_until(
         lambda: state_equals(probe, expected),
@@ -298,7 +297,7 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
         "the restarted worker to catch up",
         second.log_tail(),
     )
-    assert probe.view().observation_count() == len(polls)
+    assert probe.view().poll_count() == len(polls)
 
 
 def _members_partitions(settings) -> list[set[int]] | None:
@@ -316,7 +315,7 @@ def _members_partitions(settings) -> list[set[int]] | None:
 
 def test_two_workers_share_the_partitions_and_together_hold_every_store(deployment):
     settings, start_worker, probe = deployment
-    produce_observations(settings, [])
+    produce_polls(settings, [])
     one, two = start_worker(), start_worker()
     shares = wait_until(
         lambda: (s := _members_partitions(settings)) and len(s) == 2 and all(s) and s,
@@ -327,7 +326,7 @@ def test_two_workers_share_the_partitions_and_together_hold_every_store(deployme
     assert shares[0].isdisjoint(shares[1])
     assert shares[0] | shares[1] == set(range(settings.topic_partitions))
     polls = hourly_polls(stores=100, hours=24, seed=6)
-    produce_observations(settings, polls)
+    produce_polls(settings, polls)
     wait_until(
         lambda: state_equals(probe, expected_view(polls)),
         120,
@@ -338,8 +337,8 @@ def test_two_workers_share_the_partitions_and_together_hold_every_store(deployme
 
 def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment):
     settings, start_worker, probe = deployment
-    good = Observation("ok-store", START_US, "active")
-    produce_observations(settings, [good])
+    good = Poll("ok-store", START_US, "active")
+    produce_polls(settings, [good])
     producer = make_producer(settings)
     status_topic = settings.topic("store-status")
     bad = {
@@ -357,7 +356,7 @@ def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment
     assert producer.flush(30) == 0
     worker = start_worker()
     wait_until(
-        lambda: probe.view().observations == expected_view([good]),
+        lambda: probe.view().polls == expected_view([good]),
         120,
         "the good record",
         worker.log_tail(),
@@ -402,7 +401,7 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
     port = free_port()
     env = service_env(kafka_bootstrap, topic_prefix, STOREMON_WORKER_METRICS_PORT=str(port))
     first, second = "2023-01-18T00:00:00Z", "2023-01-18T01:00:00Z"
-    batch = events.encode_observation_batch("b1", [(first, True), (second, True)])
+    batch = encode_poll_batch("b1", [(first, True), (second, True)])
     # The same poll again, corrected (the later entry wins), and one entry that is wrong.
     corrected = json.dumps(
         {
@@ -423,7 +422,7 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
     try:
         expected = {"b1": {1_674_000_000_000_000: False, 1_674_003_600_000_000: True}}
         wait_until(
-            lambda: probe.view().observations == expected, 120, "the batch", worker.log_tail()
+            lambda: probe.view().polls == expected, 120, "the batch", worker.log_tail()
         )
 
         def metrics() -> str | None:
@@ -436,7 +435,7 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
 
         status_topic = settings.topic("store-status")
         text = wait_until(
-            lambda: (m := metrics()) and "storemon_worker_observations 2" in m and m,
+            lambda: (m := metrics()) and "storemon_worker_polls 2" in m and m,
             60,
             "the worker's /metrics",
             worker.log_tail(),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from storemon.cli import main
-from storemon.engine import REPORT_HEADER
+from storemon.uptime.engine import REPORT_HEADER
 
 
 @pytest.fixture

@@ -14,9 +14,20 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from storemon import config, events, generator, inputs
 from storemon.config import Settings
-from storemon.kafka import end_offsets, ensure_topics, read_range
+from storemon.inputs.csv_files import read_hours_csv, read_status_csv, read_timezones_csv
+from storemon.inputs.values import parse_timestamp
+from storemon.kafka.offsets import end_offsets, read_range
+from storemon.kafka.topics import (
+    TOPIC_HOURS,
+    TOPIC_STATUS,
+    TOPIC_STATUS_DLQ,
+    TOPIC_TIMEZONES,
+    ensure_topics,
+)
+from storemon.messages.schedules import decode_schedule
+from storemon.messages.zones import decode_zone
+from storemon.tools import generator
 
 from ..services import STOREMON, record_count, service_env, settings_for, wait_until
 
@@ -40,18 +51,18 @@ def polls_of(value: bytes) -> list[tuple[str, int, bool]]:
     record = json.loads(value)
     store = record["store_id"]
     return [
-        (store, inputs.parse_timestamp(entry["timestamp_utc"]), entry["status"] == "active")
+        (store, parse_timestamp(entry["timestamp_utc"]), entry["status"] == "active")
         for entry in record.get("observations", [record])
     ]
 
 
 def sent_rows(data: generator.GeneratedDataset) -> dict[str, Counter]:
     """The valid rows of each file, as load reads them."""
-    status = inputs.read_status_csv(data.status_path).data
-    hours = inputs.read_hours_csv(data.hours_path).data
-    zones = inputs.read_timezones_csv(data.timezones_path).data
+    status = read_status_csv(data.status_path).data
+    hours = read_hours_csv(data.hours_path).data
+    zones = read_timezones_csv(data.timezones_path).data
     return {
-        config.TOPIC_STATUS: Counter(
+        TOPIC_STATUS: Counter(
             zip(
                 status.store_ids[status.store_index].tolist(),
                 status.timestamp_us.tolist(),
@@ -59,7 +70,7 @@ def sent_rows(data: generator.GeneratedDataset) -> dict[str, Counter]:
                 strict=True,
             )
         ),
-        config.TOPIC_HOURS: Counter(
+        TOPIC_HOURS: Counter(
             zip(
                 hours.store_id.tolist(),
                 hours.day.tolist(),
@@ -68,7 +79,7 @@ def sent_rows(data: generator.GeneratedDataset) -> dict[str, Counter]:
                 strict=True,
             )
         ),
-        config.TOPIC_TIMEZONES: Counter(
+        TOPIC_TIMEZONES: Counter(
             zip(zones.store_id.tolist(), zones.timezone_str.tolist(), strict=True)
         ),
     }
@@ -76,15 +87,15 @@ def sent_rows(data: generator.GeneratedDataset) -> dict[str, Counter]:
 
 def found_rows(settings: Settings) -> dict[str, Counter]:
     """The rows the topics hold, unpacked from their records."""
-    status = read_to_end(settings, settings.topic(config.TOPIC_STATUS))
-    hours = read_to_end(settings, settings.topic(config.TOPIC_HOURS))
-    zones = read_to_end(settings, settings.topic(config.TOPIC_TIMEZONES))
+    status = read_to_end(settings, settings.topic(TOPIC_STATUS))
+    hours = read_to_end(settings, settings.topic(TOPIC_HOURS))
+    zones = read_to_end(settings, settings.topic(TOPIC_TIMEZONES))
     return {
-        config.TOPIC_STATUS: Counter(poll for m in status for poll in polls_of(m.value())),
-        config.TOPIC_HOURS: Counter(
-            tuple(row) for m in hours for row in events.decode_schedule(m.key(), m.value())[1] or ()
+        TOPIC_STATUS: Counter(poll for m in status for poll in polls_of(m.value())),
+        TOPIC_HOURS: Counter(
+            tuple(row) for m in hours for row in decode_schedule(m.key(), m.value())[1] or ()
         ),
-        config.TOPIC_TIMEZONES: Counter(events.decode_zone(m.key(), m.value()) for m in zones),
+        TOPIC_TIMEZONES: Counter(decode_zone(m.key(), m.value()) for m in zones),
     }
 
 
@@ -108,13 +119,13 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
         stderr=subprocess.PIPE,
         text=True,
     )
-    status_topic = settings.topic(config.TOPIC_STATUS)
+    status_topic = settings.topic(TOPIC_STATUS)
     try:
         # Zones go first, polls last. As soon as a zone is in, load is frozen,
         # the broker stopped under it and load let go on against no broker
         # while the broker starts again: whatever it had not delivered yet
         # (polls included) rides through the restart.
-        zones_topic = settings.topic(config.TOPIC_TIMEZONES)
+        zones_topic = settings.topic(TOPIC_TIMEZONES)
         wait_until(
             lambda: record_count(settings, [zones_topic]) > 0, 60, "load's first zone"
         )
@@ -132,9 +143,9 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
 
     counts = {Path(m["file"]).name: m for m in COUNTS_LINE.finditer(stderr)}
     assert {m["topic"] for m in counts.values()} == {
-        config.TOPIC_STATUS,
-        config.TOPIC_HOURS,
-        config.TOPIC_TIMEZONES,
+        TOPIC_STATUS,
+        TOPIC_HOURS,
+        TOPIC_TIMEZONES,
     }, stderr
     failed = {m["topic"]: int(m["failed"] or 0) for m in counts.values()}
     if load.returncode == 0:
@@ -154,7 +165,7 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
         assert accepted <= sum(found[topic].values()) <= accepted + failed[topic], topic
     # One dead letter per rejected row.
     rejected = sum(int(m["rejected"]) for m in counts.values())
-    letters = record_count(settings, [settings.topic(config.TOPIC_STATUS_DLQ)])
+    letters = record_count(settings, [settings.topic(TOPIC_STATUS_DLQ)])
     assert rejected <= letters <= rejected + sum(failed.values())
     # Polls reached the broker after it came back: the restart was mid-load.
     assert status_before < record_count(settings, [status_topic])

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from storemon import reports_db
 from storemon.config import LOCAL_PASSFILE, Settings
+from storemon.database import reports_db
+from storemon.messages.report_requests import new_report_id
 
 from .conftest import PrivateServer
 
@@ -97,7 +98,7 @@ async def _report_round_trip(server: PrivateServer) -> None:
     pool = await reports_db.create_pool(settings, "storemon-tests", max_size=1)
     try:
         async with pool.acquire() as connection:
-            report_id = reports_db.new_report_id()
+            report_id = new_report_id()
             await reports_db.insert_running(connection, report_id, {})
             stored = await reports_db.complete_report(
                 connection, report_id, b"store_id\n1\n", row_count=1, as_of=None, state_offsets={}

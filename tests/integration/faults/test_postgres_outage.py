@@ -12,8 +12,8 @@ import uuid
 import aiohttp
 import pytest
 
-from storemon import reports_db
 from storemon.config import Settings
+from storemon.database import reports_db
 
 from ..services import wait_until
 from ..stack import Stack, completed, data_arguments, report_csv, trigger

@@ -6,8 +6,8 @@ Shared servers, fresh topics and schema: nothing here stops a server.
 import aiohttp
 import pytest
 
-from storemon.inputs import format_timestamp
-from storemon.kafka import admin_client
+from storemon.kafka.clients import admin_client
+from storemon.timebase import format_timestamp
 
 from ..services import record_count, wait_until, worker_lag
 from ..stack import Stack, completed, report_csv, trigger

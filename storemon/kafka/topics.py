@@ -1,0 +1,161 @@
+"""Topic and consumer-group names, each topic's configuration, and creating the topics.
+
+Names here are logical; `Settings.topic()` adds the deployment's prefix
+(STOREMON_TOPIC_PREFIX) to every topic and group, so two prefixes on one
+broker are two independent deployments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from storemon.config import Settings
+from storemon.kafka.clients import admin_client
+from storemon.timebase import US_PER_DAY
+
+# Logical topic names (system.md).
+TOPIC_STATUS = "store-status"
+TOPIC_HOURS = "store-hours"
+TOPIC_TIMEZONES = "store-timezones"
+TOPIC_REPORT_REQUESTS = "report-requests"
+TOPIC_STATUS_DLQ = "store-status-dlq"
+INPUT_TOPICS = (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)
+
+DAY_MS = US_PER_DAY // 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+# The three input topics share one partition count and are keyed by store_id with
+# the same (Java-compatible murmur2) partitioner, so a store's polls, hours and zone
+# land in the same partition number: the Faust worker owning that partition holds
+# all of the store's state without a repartition step.
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    # Late polls up to 8 days old still count, so keep a margin above that.
+    TopicSpec(TOPIC_STATUS, {"cleanup.policy": "delete", "retention.ms": str(10 * DAY_MS)}),
+    TopicSpec(TOPIC_HOURS, {"cleanup.policy": "compact"}),
+    TopicSpec(TOPIC_TIMEZONES, {"cleanup.policy": "compact"}),
+    TopicSpec(
+        TOPIC_REPORT_REQUESTS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+    ),
+    TopicSpec(
+        TOPIC_STATUS_DLQ, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
+    ),
+)
+
+
+def worker_app_id(settings: Settings) -> str:
+    """The Faust app id, and so the worker's consumer group and changelog prefix."""
+    return settings.topic("storemon-worker")
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The compacted topic behind one of the worker's tables."""
+    return f"{worker_app_id(settings)}-{table}-changelog"
+
+
+def reporter_group(settings: Settings) -> str:
+    """The reporters' consumer group on `report-requests`."""
+    return settings.topic("storemon-reporter")
+
+
+def state_reader_group(settings: Settings) -> str:
+    """The group id of changelog readers (they assign partitions, never join or commit)."""
+    return settings.topic("storemon-state-reader")
+
+
+def reader_group(settings: Settings) -> str:
+    """The group id of range readers (assigned partitions, no commits)."""
+    return settings.topic("storemon-reader")
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
+) -> list[str]:
+    """Create the deployment's topics that are missing; return the names created.
+
+    Idempotent: existing topics are left as they are, but a wrong cleanup policy
+    on one is an error, since compaction vs deletion changes what state survives.
+    """
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = {settings.topic(spec.name): spec for spec in specs}
+    missing = [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            config=spec.configs,
+        )
+        for name, spec in wanted.items()
+        if name not in existing
+    ]
+    created = []
+    for name, future in (admin.create_topics(missing) if missing else {}).items():
+        try:
+            future.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            # Another process may have created it between our listing and now.
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    _check_cleanup_policies(admin, wanted, timeout)
+    return created
+
+
+def input_partitions(settings: Settings, timeout: float = 30.0) -> int:
+    """The partition count the input topics share (the setting's, while none exists).
+
+    A store's records are found by murmur2(store_id) modulo this count; input topics
+    that disagree on it cannot keep a store's state in one place, which is an error.
+    """
+    topics = admin_client(settings).list_topics(timeout=timeout).topics
+    counts = {
+        name: len(topics[name].partitions)
+        for name in map(settings.topic, INPUT_TOPICS)
+        if name in topics
+    }
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(
+            "the input topics must have one partition count (co-partitioned by store_id): "
+            + ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
+        )
+    return next(iter(counts.values()), settings.topic_partitions)
+
+
+def _check_cleanup_policies(
+    admin: AdminClient, wanted: dict[str, TopicSpec], timeout: float
+) -> None:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            described = {
+                resource.name: future.result(timeout)
+                for resource, future in admin.describe_configs(resources).items()
+            }
+            break
+        except KafkaException as exc:
+            # A topic created a moment ago may not be known to the broker answering yet.
+            if (
+                exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                or time.monotonic() > deadline
+            ):
+                raise
+            time.sleep(0.1)
+    for name, configs in described.items():
+        actual = configs["cleanup.policy"].value
+        expected = wanted[name].configs["cleanup.policy"]
+        if actual != expected:
+            raise RuntimeError(
+                f"topic {name} has cleanup.policy={actual}, storemon needs {expected}"
+            )

@@ -1,0 +1,2 @@
+"""What operators see: JSON log lines (`logs`), Prometheus exposition (`prometheus`) and the
+metric families every service serves (`metric_names`)."""

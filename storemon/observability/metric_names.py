@@ -1,0 +1,54 @@
+"""The metric families storemon serves to Prometheus: one list for the code that
+emits them, the Grafana dashboard (deploy/monitoring/) and the test that checks
+the dashboard asks only for metrics that exist.
+
+Names are those of the exposition: counters end in `_total`; a histogram's
+samples add `_bucket`, `_sum` and `_count` to its name.
+"""
+
+from __future__ import annotations
+
+# The API, GET /metrics (STOREMON_API_PORT). Figures read from Kafka or PostgreSQL
+# (lag, reports) are the same on every API replica; counters are per process.
+HTTP_REQUESTS = "storemon_http_requests_total"
+HTTP_REQUEST_DURATION = "storemon_http_request_duration_seconds"
+EVENTS = "storemon_events_total"
+REPORTS = "storemon_reports"
+REPORT_DURATION = "storemon_report_duration_seconds"
+KAFKA_UP = "storemon_kafka_up"
+DATABASE_UP = "storemon_database_up"
+CONSUMER_LAG = "storemon_consumer_lag"
+
+API_METRICS = (
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    EVENTS,
+    REPORTS,
+    REPORT_DURATION,
+    KAFKA_UP,
+    DATABASE_UP,
+    CONSUMER_LAG,
+)
+
+# The Faust worker, GET /metrics on port 9101: figures of the partitions it owns.
+WORKER_EVENTS = "storemon_worker_events_total"
+WORKER_REJECTED = "storemon_worker_rejected_total"
+WORKER_STORES = "storemon_worker_stores"
+WORKER_POLLS = "storemon_worker_polls"
+WORKER_GREATEST_EVENT_TIME = "storemon_worker_greatest_event_time_seconds"
+WORKER_STATE_RECORDS_SKIPPED = "storemon_worker_state_records_skipped_total"
+
+WORKER_METRICS = (
+    WORKER_EVENTS,
+    WORKER_REJECTED,
+    WORKER_STORES,
+    WORKER_POLLS,
+    WORKER_GREATEST_EVENT_TIME,
+    WORKER_STATE_RECORDS_SKIPPED,
+)
+
+# The reporter, GET /metrics on STOREMON_REPORTER_METRICS_PORT (9102): per process.
+REPORTER_REPORTS = "storemon_reporter_reports_total"
+REPORTER_STATE_RECORDS_SKIPPED = "storemon_reporter_state_records_skipped_total"
+
+REPORTER_METRICS = (REPORTER_REPORTS, REPORTER_STATE_RECORDS_SKIPPED)

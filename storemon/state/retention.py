@@ -1,0 +1,105 @@
+"""How long the worker keeps polls: per store, never because of another store's polls.
+
+A report at `as_of` reads a store's polls in `[as_of - 8 days, as_of]`
+(report-semantics.md). The worker keeps, for each store, every poll no older
+than that store's own newest poll minus RETAINED_US (16 days), so a report at
+any `as_of` inside the store's last 8 days finds every poll it needs. The
+horizon is counted per store, not per partition: one poll far newer than the
+rest (a producer's clock, a test poll dated today among last year's data) moves
+only its own store's horizon.
+
+State stays bounded all the same:
+- per store, at most RETAINED_US of polls, dropped a whole UTC day at a time
+  (so at most a day more), at ~24 polls a day for an hourly-polled store;
+- stores that stopped being polled go: a store whose newest poll is more than
+  STALE_AFTER_US behind the median newest poll of its partition's stores is
+  dropped entirely. The median, not the maximum, so that a few far-ahead polls
+  cannot make every other store look stale.
+
+This module only decides; the worker deletes what it names from its table, in
+the context of an event of the same partition, so each tombstone lands in the
+right changelog partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from storemon.timebase import HORIZON_US, US_PER_DAY
+
+#: Polls of a store older than its newest poll minus this are dropped (whole days).
+RETAINED_US = 2 * HORIZON_US
+#: A store this far behind its partition's median newest poll is dropped entirely.
+STALE_AFTER_US = 30 * US_PER_DAY
+#: The stale-store sweep runs at most this often per partition (seconds of the clock).
+SWEEP_EVERY_S = 10.0
+
+
+@dataclass
+class _StoreDays:
+    newest_us: int
+    #: UTC day number -> the table key holding that day's polls
+    keys: dict[int, bytes] = field(default_factory=dict)
+
+
+class Retention:
+    """Which store-day keys each partition holds, and which of them are to go."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._stores: dict[int, dict[str, _StoreDays]] = {}
+        self._last_sweep: dict[int, float] = {}
+        #: partition -> greatest poll time it has held (for metrics)
+        self.max_timestamp_us: dict[int, int] = {}
+
+    def add(self, partition: int, store_id: str, day: int, key: bytes, newest_us: int) -> None:
+        """Note that `key` holds `store_id`'s polls of `day`, the newest at `newest_us`."""
+        stores = self._stores.setdefault(partition, {})
+        held = stores.get(store_id)
+        if held is None:
+            held = stores[store_id] = _StoreDays(newest_us)
+        held.newest_us = max(held.newest_us, newest_us)
+        held.keys[day] = key
+        self.max_timestamp_us[partition] = max(
+            self.max_timestamp_us.get(partition, newest_us), newest_us
+        )
+
+    def discard(self, partition: int, store_id: str, day: int) -> None:
+        """Forget a key deleted meanwhile (a tombstone read while recovering)."""
+        stores = self._stores.get(partition, {})
+        held = stores.get(store_id)
+        if held is not None:
+            held.keys.pop(day, None)
+            if not held.keys:
+                del stores[store_id]
+
+    def cutoff_us(self, partition: int, store_id: str) -> int | None:
+        """Polls of the store before this instant are not kept (None: keep all)."""
+        held = self._stores.get(partition, {}).get(store_id)
+        return None if held is None else held.newest_us - RETAINED_US
+
+    def pop_expired(self, partition: int, store_id: str) -> list[bytes]:
+        """The store's keys of days wholly before its cutoff; forgotten here."""
+        held = self._stores.get(partition, {}).get(store_id)
+        if held is None:
+            return []
+        cutoff = held.newest_us - RETAINED_US
+        expired = [day for day in held.keys if (day + 1) * US_PER_DAY <= cutoff]
+        return [held.keys.pop(day) for day in expired]
+
+    def pop_stale(self, partition: int) -> list[bytes]:
+        """Every key of the partition's stale stores, at most once per SWEEP_EVERY_S."""
+        now = self._clock()
+        if now - self._last_sweep.get(partition, -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+            return []
+        self._last_sweep[partition] = now
+        stores = self._stores.get(partition)
+        if not stores:
+            return []
+        newest = np.fromiter((held.newest_us for held in stores.values()), np.int64, len(stores))
+        threshold = int(np.median(newest)) - STALE_AFTER_US
+        stale = [store_id for store_id, held in stores.items() if held.newest_us < threshold]
+        return [key for store_id in stale for key in stores.pop(store_id).keys.values()]

@@ -61,7 +61,7 @@ async def test_a_report_over_http_is_byte_for_byte_the_offline_report(stack, htt
     # What the report reflects: the latest poll, and the changelog offsets it read.
     assert summary["as_of"].startswith("2023-01-25T18:1")
     changelogs = summary["state_offsets"]
-    assert any(topic.endswith("observations-changelog") for topic in changelogs)
+    assert any(topic.endswith("polls-changelog") for topic in changelogs)
     assert sum(sum(parts.values()) for parts in changelogs.values()) > 0
 
 

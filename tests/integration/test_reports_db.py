@@ -14,7 +14,7 @@ from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, TIMED_OUT
 from storemon.messages.report_requests import is_report_id, new_report_id
 from storemon.timebase import datetime_from_us
 
-OFFSETS = {"t-worker-observations-changelog": {0: 12, 1: 7}}
+OFFSETS = {"t-worker-polls-changelog": {0: 12, 1: 7}}
 
 
 async def new_report(connection, request=None) -> str:
@@ -67,7 +67,7 @@ async def test_a_complete_report_holds_its_csv_in_chunks_with_size_and_checksum(
     assert row.row_count == 3
     assert row.as_of == as_of
     assert row.request == {"store_ids": ["a"]}
-    assert row.state_offsets == {"t-worker-observations-changelog": {"0": 12, "1": 7}}
+    assert row.state_offsets == {"t-worker-polls-changelog": {"0": 12, "1": 7}}
     assert await read_back(pool, row) == csv
     # Read chunks that do not line up with the written ones.
     assert await read_back(pool, row, chunk_bytes=1_000_003) == csv

@@ -1,4 +1,4 @@
-"""A Faust worker built by storemon.logs.faust_worker logs JSON lines, like the other services.
+"""A Faust worker built by observability.logs.faust_worker logs JSON lines, like the rest.
 
 A real worker process on the test broker: Faust sets logging up itself when it
 starts, so only a started worker shows what it does with the configuration.
@@ -18,7 +18,7 @@ import sys
 
 import faust
 
-from storemon.logs import faust_worker
+from storemon.observability.logs import faust_worker
 
 app_id, bootstrap, datadir, level = sys.argv[1:]
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=datadir,

@@ -138,7 +138,7 @@ def test_four_weeks_of_polls_leave_only_what_reports_of_the_last_eight_days_need
 
     wait_until(evicted, 180, "state to hold exactly the last 16 days", worker.log_tail())
     held_count = probe.view().poll_count()
-    assert held_count < len(polls) * 0.7, "older observations were not evicted"
+    assert held_count < len(polls) * 0.7, "older polls were not evicted"
 
 
 def test_one_poll_far_newer_than_the_rest_evicts_no_other_store(deployment):
@@ -252,13 +252,13 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
 
         worker = ServiceProcess(["worker"], env, tmp_path, "worker-2")
         text = wait_until(
-            lambda: (m := _metrics_text(port)) and 'skipped_total{table="observations"}' in m and m,
+            lambda: (m := _metrics_text(port)) and 'skipped_total{table="polls"}' in m and m,
             120,
             "the restarted worker's /metrics after recovery",
             worker.log_tail(),
         )
         assert (
-            'storemon_worker_state_records_skipped_total{table="observations"} 2' in text
+            'storemon_worker_state_records_skipped_total{table="polls"} 2' in text
         ), text
         # A new poll of the day whose value is bad replaces that value.
         second = Poll("s1", START_US + HOUR_US, "inactive")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -54,6 +55,8 @@ from storemon.state.retention import Retention
 log = logging.getLogger(__name__)
 
 
+#: Faust's changelog hook of a table: called with each record read back while recovering.
+ChangelogHook = Callable[[EventT], Awaitable[None]]
 #: Decodes a compacted-topic record to (store_id, canonical value or None to delete).
 Decoder = Callable[[bytes | None, bytes | None], tuple[str, bytes | None]]
 
@@ -72,13 +75,11 @@ def _faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The worker's Faust app, its topics, tables and agents."""
-    # The input topics' own count (they may predate the setting): what keys map to.
-    partitions = input_partitions(settings)
+def _faust_app(settings: Settings, partitions: int) -> faust.App:
+    """The worker's Faust app: storemon's ids and folders, and Faust's knobs as measured."""
     faust_dir = settings.state_dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
         store="memory://",
@@ -102,14 +103,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=0.02,
         producer_compression_type="lz4",
     )
-    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    raw_table: dict[str, Any] = {"key_type": bytes, "value_type": bytes}  # bytes => raw codec
-    status_topic = app.topic(settings.topic(TOPIC_STATUS), **raw)
-    hours_topic = app.topic(settings.topic(TOPIC_HOURS), **raw)
-    zones_topic = app.topic(settings.topic(TOPIC_TIMEZONES), **raw)
-    dlq_topic = app.topic(settings.topic(TOPIC_STATUS_DLQ), **raw)
-    retention = Retention(time.monotonic)
-    metrics = WorkerMetrics()
+
+
+def _poll_day_recovery(retention: Retention, metrics: WorkerMetrics) -> ChangelogHook:
+    """The hook that feeds retention each store-day read back from the changelog."""
 
     async def recover_poll_day(event: EventT) -> None:
         """Note each store-day read back from the changelog; skip one that breaks the layout."""
@@ -133,16 +130,19 @@ def create_app(settings: Settings) -> faust.App:
             newest_us = latest_timestamp_us(message.value)
             retention.add(message.partition, store_id, day, message.key, newest_us)
 
-    poll_days = app.Table(
-        POLLS_TABLE,
-        partitions=partitions,
-        on_changelog_event=recover_poll_day,
-        **raw_table,
-    )
-    schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
-    zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
+    return recover_poll_day
 
-    async def sent_to_its_partition(event: EventT, topic: faust.TopicT) -> bool:
+
+@dataclass
+class Intake:
+    """What every input agent does before it applies a record: send a record of another
+    partition on to its own, and dead-letter a bad one (or a bad entry of a batch)."""
+
+    partitions: int
+    dlq_topic: faust.TopicT
+    metrics: WorkerMetrics
+
+    async def sent_to_its_partition(self, event: EventT, topic: faust.TopicT) -> bool:
         """Whether the record belongs to another partition, and was sent on there.
 
         Its key decides (every storemon producer keys a record by its store_id); a
@@ -151,11 +151,11 @@ def create_app(settings: Settings) -> faust.App:
         message = event.message
         if message.key is None:
             return False
-        owner = partition_of(message.key, partitions)
+        owner = partition_of(message.key, self.partitions)
         if owner == message.partition:
             return False
         await topic.send(key=message.key, value=message.value, partition=owner)
-        metrics.routed(message.topic)
+        self.metrics.routed(message.topic)
         log.warning(
             "record %s[%d]@%d belongs to partition %d (murmur2 of its key): sent on there",
             message.topic,
@@ -166,7 +166,9 @@ def create_app(settings: Settings) -> faust.App:
         )
         return True
 
-    async def reject(event: EventT, error: RowError, raw: bytes | str | None = None) -> None:
+    async def reject(
+        self, event: EventT, error: RowError, raw: bytes | str | None = None
+    ) -> None:
         """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
         message = event.message
         log.warning(
@@ -178,8 +180,8 @@ def create_app(settings: Settings) -> faust.App:
             error.reason,
             extra={"store_id": (message.key or b"").decode(errors="replace")},
         )
-        metrics.rejected(message.topic, error)
-        await dlq_topic.send(
+        self.metrics.rejected(message.topic, error)
+        await self.dlq_topic.send(
             key=message.key,
             value=dlq_record(
                 f"{message.topic}[{message.partition}]",
@@ -190,18 +192,44 @@ def create_app(settings: Settings) -> faust.App:
             ),
         )
 
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's Faust app, its topics, tables and agents."""
+    # The input topics' own count (they may predate the setting): what keys map to.
+    partitions = input_partitions(settings)
+    app = _faust_app(settings, partitions)
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    raw_table: dict[str, Any] = {"key_type": bytes, "value_type": bytes}  # bytes => raw codec
+    status_topic = app.topic(settings.topic(TOPIC_STATUS), **raw)
+    hours_topic = app.topic(settings.topic(TOPIC_HOURS), **raw)
+    zones_topic = app.topic(settings.topic(TOPIC_TIMEZONES), **raw)
+    dlq_topic = app.topic(settings.topic(TOPIC_STATUS_DLQ), **raw)
+    retention = Retention(time.monotonic)
+    metrics = WorkerMetrics()
+
+    poll_days = app.Table(
+        POLLS_TABLE,
+        partitions=partitions,
+        on_changelog_event=_poll_day_recovery(retention, metrics),
+        **raw_table,
+    )
+    schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
+    zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
+
+    intake = Intake(partitions, dlq_topic, metrics)
+
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
         async for event in stream.events():
-            if await sent_to_its_partition(event, status_topic):
+            if await intake.sent_to_its_partition(event, status_topic):
                 continue
             try:
                 batch = decode_polls(event.message.key, event.message.value)
             except RowError as error:
-                await reject(event, error)
+                await intake.reject(event, error)
                 continue
             for error, raw_entry in batch.rejected:
-                await reject(event, error, raw_entry)
+                await intake.reject(event, error, raw_entry)
             metrics.accepted(event.message.topic, len(batch.polls))
             partition, store_id = event.message.partition, batch.store_id
             cutoff = retention.cutoff_us(partition, store_id)
@@ -220,12 +248,12 @@ def create_app(settings: Settings) -> faust.App:
 
         async def absorb(stream: StreamT) -> None:
             async for event in stream.events():
-                if await sent_to_its_partition(event, topic):
+                if await intake.sent_to_its_partition(event, topic):
                     continue
                 try:
                     store_id, value = decode(event.message.key, event.message.value)
                 except RowError as error:
-                    await reject(event, error)
+                    await intake.reject(event, error)
                     continue
                 if value is None:
                     table.pop(store_id.encode(), None)

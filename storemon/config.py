@@ -11,9 +11,20 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
 
-#: Where `deploy/local` keeps servers' data, logs and downloads (gitignored).
+#: The checkout, when storemon runs from one (an editable install).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = REPO_ROOT / ".state"
+
+
+def _default_state_dir() -> Path:
+    """Where `deploy/local` keeps servers' data, logs and downloads, and the worker its
+    Faust data: the checkout's `.state` (gitignored); installed from a wheel, `.state` in
+    the working folder, since site-packages is no place for data."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".state"
+    return Path(".state")
+
+
+DEFAULT_STATE_DIR = _default_state_dir()
 
 # Local servers listen on non-standard loopback ports so they never collide
 # with a broker or cluster a developer already runs on the standard ones.

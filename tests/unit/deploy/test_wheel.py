@@ -95,6 +95,13 @@ def test_the_package_and_its_schemas_come_from_the_virtualenv(installed: Install
         assert not path.is_relative_to(REPO), path
 
 
+def test_the_default_state_folder_is_in_the_working_folder(installed: Installed):
+    state_dir = installed.python(
+        "from storemon.config import Settings; print(Settings.from_env().state_dir.resolve())"
+    )
+    assert Path(state_dir.strip()) == installed.workdir.resolve() / ".state"
+
+
 def test_report_csv_matches_the_development_install(installed: Installed, tmp_path: Path):
     data = tmp_path / "data"
     assert cli.main(["generate", "--out", str(data), "--stores", "25", "--seed", "5"]) == 0

@@ -224,15 +224,35 @@ def _add_create_topics(subcommands: Any) -> None:
         help="create the deployment's topics (idempotent)",
         description="Create the topics of system.md with their cleanup policies, named with "
                     "STOREMON_TOPIC_PREFIX; partitions and replication from "
-                    "STOREMON_TOPIC_PARTITIONS / STOREMON_TOPIC_REPLICATION.",
+                    "STOREMON_TOPIC_PARTITIONS / STOREMON_TOPIC_REPLICATION. Whatever "
+                    "STOREMON_CREATE_TOPICS says: this is the command that creates them.",
     )
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the topics it would create, one a line, and create none")
     parser.set_defaults(handler=_create_topics)
 
 
 def _create_topics(args: argparse.Namespace) -> int:
-    from storemon.kafka.topics import ensure_topics
+    from storemon.kafka.topics import TopicError, ensure_topics, missing_topics
 
-    created = ensure_topics(Settings.from_env())
+    settings = Settings.from_env()
+    if args.dry_run:
+        missing = missing_topics(settings)
+        for topic in missing:
+            configs = " ".join(f"{key}={value}" for key, value in sorted(topic.config.items()))
+            print(
+                f"{topic.topic} partitions={topic.num_partitions} "
+                f"replication={topic.replication_factor} {configs}"
+            )
+        _say(
+            f"dry run: would create {len(missing)} topics, created none"
+            if missing else "dry run: all topics already exist"
+        )
+        return 0
+    try:
+        created = ensure_topics(settings)
+    except TopicError as exc:
+        raise CommandError(str(exc)) from None
     _say(f"created {', '.join(created)}" if created else "all topics already exist")
     return 0
 
@@ -256,12 +276,11 @@ def _add_load(subcommands: Any) -> None:
 def _load(args: argparse.Namespace) -> int:
     from storemon.ingest.load import load_files
     from storemon.inputs.csv_files import InputFileError
-    from storemon.kafka.topics import ensure_topics
 
     if args.status is None and args.hours is None and args.timezones is None:
         raise CommandError("give at least one of --status, --hours, --timezones")
     settings = Settings.from_env()
-    ensure_topics(settings)
+    _prepare_topics(settings)
     try:
         results = load_files(
             settings, args.status, args.hours, args.timezones, progress=not args.no_progress,
@@ -275,6 +294,17 @@ def _load(args: argparse.Namespace) -> int:
         return 1
     _say("done: every accepted and rejected row is confirmed by the broker")
     return 0
+
+
+def _prepare_topics(settings: Settings) -> None:
+    """Create the missing topics, or with STOREMON_CREATE_TOPICS=false check them: a
+    problem ends the command with one line."""
+    from storemon.kafka.topics import TopicError, prepare_topics
+
+    try:
+        prepare_topics(settings)
+    except TopicError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -321,12 +351,15 @@ def _add_services(subcommands: Any) -> None:
 
 def _run_service(service: Service, args: argparse.Namespace) -> int:
     # Imported here: each command pays only for its own imports.
-    from storemon.kafka.topics import ensure_topics
+    from storemon.kafka.topics import TopicError
 
     run = getattr(importlib.import_module(service.module), service.function)
     settings = Settings.from_env()
-    ensure_topics(settings)
-    run(settings, loglevel=_loglevel(args, settings))
+    _prepare_topics(settings)
+    try:
+        run(settings, loglevel=_loglevel(args, settings))
+    except TopicError as exc:  # the worker checks its input topics are co-partitioned
+        raise CommandError(str(exc)) from None
     return 0
 
 

@@ -8,11 +8,23 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
 
-#: Where `deploy/local` keeps servers' data, logs and downloads (gitignored).
+#: The checkout, when storemon runs from one (an editable install).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = REPO_ROOT / ".state"
+
+
+def _default_state_dir() -> Path:
+    """Where `deploy/local` keeps servers' data, logs and downloads, and the worker its
+    Faust data: the checkout's `.state` (gitignored); installed from a wheel, `.state` in
+    the working folder, since site-packages is no place for data."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".state"
+    return Path(".state")
+
+
+DEFAULT_STATE_DIR = _default_state_dir()
 
 # Local servers listen on non-standard loopback ports so they never collide
 # with a broker or cluster a developer already runs on the standard ones.
@@ -87,6 +99,29 @@ class IntSetting:
         return None
 
 
+@dataclass(frozen=True)
+class BoolSetting:
+    """A yes/no setting: its variable and default; unset or empty means the default."""
+
+    variable: str
+    default: bool
+
+    TRUE_WORDS: ClassVar[frozenset[str]] = frozenset({"true", "1", "yes", "on"})
+    FALSE_WORDS: ClassVar[frozenset[str]] = frozenset({"false", "0", "no", "off"})
+    allowed: ClassVar[str] = "must be true or false (or 1/0, yes/no, on/off)"
+
+    def read(self) -> bool:
+        raw = os.environ.get(self.variable)
+        if raw is None or raw.strip() == "":
+            return self.default
+        word = raw.strip().lower()
+        if word in self.TRUE_WORDS:
+            return True
+        if word in self.FALSE_WORDS:
+            return False
+        raise SettingsError(_invalid(self.variable, raw, self.allowed))
+
+
 API_PORT = IntSetting("STOREMON_API_PORT", DEFAULT_API_PORT, 1, 65535)
 TOPIC_PARTITIONS = IntSetting("STOREMON_TOPIC_PARTITIONS", 4, 1)
 TOPIC_REPLICATION = IntSetting("STOREMON_TOPIC_REPLICATION", 1, 1)
@@ -103,6 +138,9 @@ WORKER_METRICS_PORT = IntSetting(
 REPORTER_METRICS_PORT = IntSetting(
     "STOREMON_REPORTER_METRICS_PORT", DEFAULT_REPORTER_METRICS_PORT, 0, 65535
 )
+
+#: false: the topics belong to operations; services check them and create none.
+CREATE_TOPICS = BoolSetting("STOREMON_CREATE_TOPICS", True)
 
 
 # API tokens (services/api/auth.py). `admin` includes `read` and `ingest`; those two are
@@ -248,6 +286,9 @@ class Settings:
     #: Public base URL of the API (e.g. https://storemon.example.com) for the links it
     #: answers with; None: relative links, never one built from a client's Host header.
     public_url: str | None = None
+    #: Whether services and `storemon load` create the topics they miss (STOREMON_CREATE_TOPICS);
+    #: false: they only check that the topics exist as storemon needs them.
+    create_topics: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -275,6 +316,7 @@ class Settings:
             worker_metrics_port=WORKER_METRICS_PORT.read(),
             reporter_metrics_port=REPORTER_METRICS_PORT.read(),
             public_url=os.environ.get("STOREMON_PUBLIC_URL") or None,
+            create_topics=CREATE_TOPICS.read(),
         )
         settings.validate()
         return settings

@@ -9,7 +9,6 @@ application runs. Routes are described in schemas/openapi.json, served at
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,15 +20,15 @@ from storemon.api.auth import auth_middleware
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import json_errors
 from storemon.api.metrics import Metrics, counting_middleware
-from storemon.config import REPO_ROOT, Settings
+from storemon.config import Settings
 from storemon.database import reports_db
 from storemon.kafka.async_producer import AsyncProducer
+from storemon.messages.schemas import openapi_document
 from storemon.observability.logs import configure_logging
 
 log = logging.getLogger("storemon.api")
 
 APPLICATION_NAME = "storemon-api"
-OPENAPI_PATH = REPO_ROOT / "schemas" / "openapi.json"
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -47,7 +46,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(json.loads(OPENAPI_PATH.read_text()))
+    return web.json_response(openapi_document())
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -1,4 +1,5 @@
-"""Topic and consumer-group names, each topic's configuration, and creating the topics.
+"""Topic and consumer-group names, each topic's configuration, and creating the topics,
+or, where operations own them (STOREMON_CREATE_TOPICS=false), checking them.
 
 Names here are logical; `Settings.topic()` adds the deployment's prefix
 (STOREMON_TOPIC_PREFIX) to every topic and group, so two prefixes on one
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
 
 from storemon.config import Settings
 from storemon.kafka.clients import admin_client
@@ -27,6 +28,11 @@ TOPIC_STATUS_DLQ = "store-status-dlq"
 INPUT_TOPICS = (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)
 
 DAY_MS = US_PER_DAY // 1000
+
+
+class TopicError(Exception):
+    """The deployment's topics are not as storemon needs them: one line naming the topic
+    and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,15 @@ def reader_group(settings: Settings) -> str:
     return settings.topic("storemon-reader")
 
 
-def ensure_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
-) -> list[str]:
-    """Create the deployment's topics that are missing; return the names created.
+def _wanted(settings: Settings, specs: Iterable[TopicSpec]) -> dict[str, TopicSpec]:
+    """The deployment's name of each topic, with its spec."""
+    return {settings.topic(spec.name): spec for spec in specs}
 
-    Idempotent: existing topics are left as they are, but a wrong cleanup policy
-    on one is an error, since compaction vs deletion changes what state survives.
-    """
-    admin = admin_client(settings)
-    existing = admin.list_topics(timeout=timeout).topics
-    wanted = {settings.topic(spec.name): spec for spec in specs}
-    missing = [
+
+def _new_topics(
+    settings: Settings, wanted: dict[str, TopicSpec], existing: dict[str, TopicMetadata]
+) -> list[NewTopic]:
+    return [
         NewTopic(
             name,
             num_partitions=settings.topic_partitions,
@@ -99,6 +102,28 @@ def ensure_topics(
         for name, spec in wanted.items()
         if name not in existing
     ]
+
+
+def missing_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
+) -> list[NewTopic]:
+    """The deployment's topics the broker lacks, as `ensure_topics` would create them."""
+    existing = admin_client(settings).list_topics(timeout=timeout).topics
+    return _new_topics(settings, _wanted(settings, specs), existing)
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
+) -> list[str]:
+    """Create the deployment's topics that are missing; return the names created.
+
+    Idempotent: existing topics are left as they are, but a wrong cleanup policy
+    on one is an error (TopicError), since compaction vs deletion changes what state
+    survives.
+    """
+    admin = admin_client(settings)
+    wanted = _wanted(settings, specs)
+    missing = _new_topics(settings, wanted, admin.list_topics(timeout=timeout).topics)
     created = []
     for name, future in (admin.create_topics(missing) if missing else {}).items():
         try:
@@ -112,23 +137,65 @@ def ensure_topics(
     return created
 
 
-def input_partitions(settings: Settings, timeout: float = 30.0) -> int:
-    """The partition count the input topics share (the setting's, while none exists).
+def check_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS, timeout: float = 30.0
+) -> None:
+    """Where operations own the topics: TopicError unless every topic exists, the input
+    topics share one partition count and every cleanup policy is the one storemon needs."""
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = _wanted(settings, specs)
+    absent = [name for name in wanted if name not in existing]
+    if absent:
+        what = (
+            f"topic {absent[0]} does not exist"
+            if len(absent) == 1
+            else f"topics {', '.join(absent)} do not exist"
+        )
+        raise TopicError(
+            f"{what} (STOREMON_CREATE_TOPICS=false: storemon creates none; "
+            "`storemon create-topics` would)"
+        )
+    _check_copartitioned(_input_partition_counts(settings, existing))
+    _check_cleanup_policies(admin, wanted, timeout)
 
-    A store's records are found by murmur2(store_id) modulo this count; input topics
-    that disagree on it cannot keep a store's state in one place, which is an error.
-    """
-    topics = admin_client(settings).list_topics(timeout=timeout).topics
-    counts = {
-        name: len(topics[name].partitions)
+
+def prepare_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS) -> None:
+    """What a service does with its topics as it starts: create the missing ones, or,
+    with STOREMON_CREATE_TOPICS=false, check them (TopicError says what is wrong)."""
+    if settings.create_topics:
+        ensure_topics(settings, specs)
+    else:
+        check_topics(settings, specs)
+
+
+def _input_partition_counts(
+    settings: Settings, existing: dict[str, TopicMetadata]
+) -> dict[str, int]:
+    """The partition count of each input topic that exists."""
+    return {
+        name: len(existing[name].partitions)
         for name in map(settings.topic, INPUT_TOPICS)
-        if name in topics
+        if name in existing
     }
+
+
+def _check_copartitioned(counts: dict[str, int]) -> None:
+    """A store's records are found by murmur2(store_id) modulo the partition count: input
+    topics that disagree on it cannot keep a store's state in one place."""
     if len(set(counts.values())) > 1:
-        raise RuntimeError(
+        raise TopicError(
             "the input topics must have one partition count (co-partitioned by store_id): "
             + ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
         )
+
+
+def input_partitions(settings: Settings, timeout: float = 30.0) -> int:
+    """The partition count the input topics share (the setting's, while none exists);
+    TopicError when they differ."""
+    existing = admin_client(settings).list_topics(timeout=timeout).topics
+    counts = _input_partition_counts(settings, existing)
+    _check_copartitioned(counts)
     return next(iter(counts.values()), settings.topic_partitions)
 
 
@@ -156,6 +223,6 @@ def _check_cleanup_policies(
         actual = configs["cleanup.policy"].value
         expected = wanted[name].configs["cleanup.policy"]
         if actual != expected:
-            raise RuntimeError(
+            raise TopicError(
                 f"topic {name} has cleanup.policy={actual}, storemon needs {expected}"
             )

@@ -1,17 +1,22 @@
-"""The JSON Schemas in `schemas/`: the contract for every value on storemon's topics."""
+"""The JSON Schemas in `schemas/`: the contract for every value on storemon's topics.
+
+They are read as package data of `storemon.schemas` (the repository's `schemas/` folder,
+installed with the package), never by a path into a checkout.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
-from storemon.config import REPO_ROOT
-
-SCHEMA_DIR = REPO_ROOT / "schemas"
+#: The package whose data files are the schemas and the OpenAPI document.
+SCHEMAS_PACKAGE = "storemon.schemas"
+OPENAPI_DOCUMENT = "openapi.json"
 
 STATUS_OBSERVATION = "status-observation"
 STATUS_BATCH = "status-batch"
@@ -29,9 +34,20 @@ ALL_SCHEMAS = (
 )
 
 
+def _read_json(file_name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        resources.files(SCHEMAS_PACKAGE).joinpath(file_name).read_text(encoding="utf-8")
+    )
+    return document
+
+
 def _load(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
-    return schema
+    return _read_json(f"{name}.schema.json")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document (`schemas/openapi.json`), a fresh copy each call."""
+    return _read_json(OPENAPI_DOCUMENT)
 
 
 @cache

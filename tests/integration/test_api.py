@@ -17,18 +17,18 @@ from jsonschema import Draft202012Validator
 
 from storemon import config
 from storemon.api import events as ingest
-from storemon.api.app import OPENAPI_PATH, create_app
+from storemon.api.app import create_app
 from storemon.api.context import POOL
 from storemon.database import reports_db
 from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, TOPIC_STATUS, TOPIC_STATUS_DLQ
 from storemon.messages.report_requests import is_report_id, new_report_id
-from storemon.messages.schemas import schema_errors
+from storemon.messages.schemas import openapi_document, schema_errors
 from storemon.timebase import datetime_from_us, format_timestamp
 
 from .services import record_count
 from .stack import report_csv, report_json
 
-OPENAPI = json.loads(OPENAPI_PATH.read_text())
+OPENAPI = openapi_document()
 TOKEN = "s3cret-token"
 
 

@@ -42,6 +42,8 @@ INVALID = [
     ("STOREMON_LOG_LEVEL", "loud", "must be one of debug, info, warning, error"),
     ("STOREMON_API_HOST", " ", "must name an address"),
     ("STOREMON_DB_SCHEMA", "s" * 64, "must be a PostgreSQL schema name of 1 to 63 bytes"),
+    ("STOREMON_CREATE_TOPICS", "maybe", "must be true or false (or 1/0, yes/no, on/off)"),
+    ("STOREMON_CREATE_TOPICS", "2", "must be true or false"),
 ]
 
 
@@ -86,6 +88,31 @@ def test_the_defaults_are_valid():
     assert Settings.from_env().problems() == []
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, True),
+        ("", True),
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("False", False),
+        (" 0 ", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_create_topics_is_true_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
+):
+    if value is not None:
+        monkeypatch.setenv("STOREMON_CREATE_TOPICS", value)
+    assert Settings.from_env().create_topics is expected
+
+
 def test_a_bad_database_url_is_shown_without_what_may_be_its_password(
     monkeypatch: pytest.MonkeyPatch,
 ):
@@ -123,6 +150,25 @@ def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
     assert run.returncode == 2, run.stderr
     assert run.stderr == (
         "storemon: error: STOREMON_API_PORT='-5' is invalid: must be an integer from 1 to 65535\n"
+    )
+
+
+@pytest.mark.parametrize("command", [["worker"], ["load", "--status", "polls.csv"]])
+def test_a_bad_create_topics_value_stops_the_command_with_one_line(command: list[str]):
+    environment = dict(os.environ)  # without the settings' variables (the fixture)
+    environment["STOREMON_CREATE_TOPICS"] = "maybe"
+    run = subprocess.run(
+        [sys.executable, "-m", "storemon.cli", *command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr == (
+        "storemon: error: STOREMON_CREATE_TOPICS='maybe' is invalid: "
+        "must be true or false (or 1/0, yes/no, on/off)\n"
     )
 
 

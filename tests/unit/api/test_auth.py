@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
-from storemon.api.app import OPENAPI_PATH, create_app
+from storemon.api.app import create_app
 from storemon.api.auth import ROUTE_SCOPES, find_token
 from storemon.config import (
     INGEST_TOKEN_NAME,
@@ -19,6 +18,7 @@ from storemon.config import (
     Settings,
     SettingsError,
 )
+from storemon.messages.schemas import openapi_document
 
 pytestmark = pytest.mark.usefixtures("default_settings_environment")
 
@@ -38,7 +38,7 @@ def test_every_live_route_has_a_scope_or_is_public():
 
 
 def test_the_openapi_document_names_each_operations_scope():
-    openapi = json.loads(OPENAPI_PATH.read_text())
+    openapi = openapi_document()
     scheme = openapi["components"]["securitySchemes"]["bearerToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for (method, path), scope in ROUTE_SCOPES.items():

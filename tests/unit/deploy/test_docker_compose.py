@@ -20,7 +20,7 @@ def compose():
 
 def environment_variables_read_by_the_code() -> set[str]:
     pattern = re.compile(
-        r"""(?:os\.environ\.get|os\.environ\[|IntSetting)\(?\s*["']([A-Z_]+)["']"""
+        r"""(?:os\.environ\.get|os\.environ\[|IntSetting|BoolSetting)\(?\s*["']([A-Z_]+)["']"""
     )
     names = set()
     for path in [*REPO.glob("storemon/**/*.py"), *REPO.glob("services/**/*.py")]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from storemon.api.app import OPENAPI_PATH
 from storemon.inputs.csv_files import read_hours_csv, read_status_csv, read_timezones_csv
 from storemon.inputs.values import FORMULA_PREFIXES, RowError, parse_store_id
 from storemon.messages.polls import decode_polls, encode_poll_batch
@@ -20,6 +19,7 @@ from storemon.messages.schemas import (
     STATUS_OBSERVATION,
     STORE_HOURS,
     STORE_TIMEZONE,
+    openapi_document,
     schema_errors,
 )
 from storemon.messages.zones import decode_zone
@@ -134,7 +134,7 @@ def _schema_samples(store_id: str) -> list[tuple[str, dict]]:
 
 
 def _openapi_trigger_errors(store_id: str) -> list[str]:
-    openapi = json.loads(OPENAPI_PATH.read_text())
+    openapi = openapi_document()
     validator = Draft202012Validator(
         {"$ref": "#/components/schemas/TriggerRequest", "components": openapi["components"]}
     )

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 import pytest
 
 from storemon.api import reports
-from storemon.api.app import OPENAPI_PATH
 from storemon.messages.report_requests import ReportRequest, new_report_id
 from storemon.messages.schemas import (
     ALL_SCHEMAS,
@@ -15,6 +14,7 @@ from storemon.messages.schemas import (
     STATUS_OBSERVATION,
     STORE_HOURS,
     STORE_TIMEZONE,
+    openapi_document,
     schema_errors,
     validator,
 )
@@ -108,6 +108,6 @@ def test_the_largest_report_request_allowed_fits_a_kafka_message_and_the_schemas
     assert schema_errors(REPORT_REQUEST, json.loads(encoded)) == []
     too_many = {"store_ids": [*request.store_ids, "one more"]}
     assert schema_errors(REPORT_REQUEST, {**json.loads(encoded), **too_many}) != []
-    openapi = json.loads(OPENAPI_PATH.read_text())
+    openapi = openapi_document()
     trigger_request = openapi["components"]["schemas"]["TriggerRequest"]
     assert trigger_request["properties"]["store_ids"]["maxItems"] == reports.MAX_STORE_IDS

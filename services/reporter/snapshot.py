@@ -53,12 +53,7 @@ class SnapshotBuilder:
             rows.extend(cached[1])
         for gone in self._schedules.keys() - view.schedules.keys():
             del self._schedules[gone]
-        return BusinessHours(
-            store_id=object_array([row.store_id for row in rows]),
-            day=np.fromiter((row.day for row in rows), dtype=np.int64, count=len(rows)),
-            start_us=np.fromiter((row.start_us for row in rows), dtype=np.int64, count=len(rows)),
-            end_us=np.fromiter((row.end_us for row in rows), dtype=np.int64, count=len(rows)),
-        )
+        return BusinessHours.from_rows(rows)
 
     @staticmethod
     def timezones(view: StateView) -> Timezones:

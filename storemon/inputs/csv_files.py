@@ -404,12 +404,7 @@ def _parsed_rows(path: Path, bad: _BadRows, parse: Callable[[dict[str, str]], Ro
 
 def _read_hours_rows(path: Path, bad: _BadRows) -> ReadResult[BusinessHours]:
     rows: list[HoursRow] = _parsed_rows(path, bad, parse_hours_row)
-    hours = BusinessHours(
-        store_id=object_array([row.store_id for row in rows]),
-        day=np.array([row.day for row in rows], dtype=np.int64),
-        start_us=np.array([row.start_us for row in rows], dtype=np.int64),
-        end_us=np.array([row.end_us for row in rows], dtype=np.int64),
-    )
+    hours = BusinessHours.from_rows(rows)
     return ReadResult(hours, len(rows) + len(bad.rows), bad.rows)
 
 

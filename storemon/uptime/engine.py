@@ -125,6 +125,15 @@ class BusinessHours:
     def empty(cls) -> BusinessHours:
         return cls(object_array([]), *(np.zeros(0, np.int64) for _ in range(3)))
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[str, int, int, int]]) -> BusinessHours:
+        """From rows of (store_id, day, start_us, end_us), e.g. parsed `HoursRow`s."""
+
+        def column(index: int) -> np.ndarray:
+            return np.fromiter((row[index] for row in rows), dtype=np.int64, count=len(rows))
+
+        return cls(object_array([row[0] for row in rows]), column(1), column(2), column(3))
+
 
 @dataclass(frozen=True)
 class Timezones:

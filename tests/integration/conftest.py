@@ -121,7 +121,7 @@ def api_process(report_settings: Settings, pool, tmp_path: Path) -> Iterator[Api
             except OSError:
                 return False
 
-        wait_until(healthy, 60, "the API to answer", process.log_tail())
+        wait_until(healthy, 60, "the API to answer", process.log_tail)
         return url
 
     yield start

@@ -84,17 +84,25 @@ class ServiceProcess:
         self._log.close()
 
 
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str, on_timeout: str = "") -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
+def wait_until(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    on_timeout: str | Callable[[], str] = "",
+) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s.
+
+    `on_timeout` adds detail to the failure; a callable is asked only then, so that
+    logs it reads are the ones written while waiting, not those from before.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout:.0f} s waiting for {what}\n{on_timeout}"
-            )
+            detail = on_timeout() if callable(on_timeout) else on_timeout
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail}")
         time.sleep(0.2)
 
 

@@ -117,7 +117,7 @@ class Stack:
         for name in ("worker", "reporter", "api"):
             self.start(name, name)
         self.wait_for_worker()
-        wait_until(lambda: api_ready(self.api_url), 60, "the API to be ready", self.logs())
+        wait_until(lambda: api_ready(self.api_url), 60, "the API to be ready", self.logs)
 
     def wait_for_worker(self) -> None:
         """Until the worker group has consumed every input record."""
@@ -126,7 +126,7 @@ class Stack:
             self.assert_running()
             return worker_lag(self.settings) == 0
 
-        wait_until(caught_up, 120, "the worker to catch up", self.logs())
+        wait_until(caught_up, 120, "the worker to catch up", self.logs)
 
     def assert_running(self) -> None:
         """Fails, with its log, if one of the services ended."""

@@ -111,7 +111,7 @@ async def test_a_request_delivered_again_for_a_complete_report_is_skipped(stack,
         group = reporter_group(stack.settings)
         return sum(row.lag for row in consumer_lag(stack.settings) if row.group == group)
 
-    wait_until(lambda: reporter_lag() == 0, 30, "the reporter to take the request", stack.logs())
+    wait_until(lambda: reporter_lag() == 0, 30, "the reporter to take the request", stack.logs)
     after = await report_json(http, report_id)
     assert after == before  # same attempts, same CSV
 

@@ -212,7 +212,7 @@ def api(kafka_bootstrap, postgres_dsn, tmp_path_factory) -> Iterator[Api]:
     process = ServiceProcess(["api"], env, tmp_path_factory.mktemp("fuzz-api"), "api")
     service = Api(settings, port, process)
     try:
-        wait_until(service.ready, 60, "the API to be ready", process.log_tail())
+        wait_until(service.ready, 60, "the API to be ready", process.log_tail)
         yield service
     finally:
         process.stop()
@@ -793,7 +793,7 @@ def worker(kafka_bootstrap, tmp_path_factory) -> Iterator[Worker]:
     try:
         probe = running.send_probes()
         wait_until(lambda: running.holds(probe), 120, "the worker to start",
-                   running.process.log_tail())
+                   running.process.log_tail)
         yield running
     finally:
         running.close()
@@ -830,7 +830,7 @@ def test_worker_dead_letters_garbage_on_every_input_topic(worker):
             )
 
         wait_until(settled, 60, f"dead letters for {sent} and the probes",
-                   worker.process.log_tail())
+                   worker.process.log_tail)
         worker.alive()
         for garbage, where in sent:
             letters = worker.letters[where]
@@ -857,7 +857,7 @@ def _dead_letters_of(worker: Worker, values: list[bytes]) -> None:
             for value in values
             for topic in (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)]
     probe = worker.send_probes(store)
-    wait_until(lambda: worker.holds(probe), 60, "the probes", worker.process.log_tail())
+    wait_until(lambda: worker.holds(probe), 60, "the probes", worker.process.log_tail)
     worker.alive()
 
     def every_value_dead_lettered() -> bool:

@@ -109,7 +109,7 @@ def test_the_worker_dead_letters_topic_records_of_formula_stores(
             lambda: probe.view().polls == expected_view([good]),
             120,
             "the good poll in the worker's state",
-            worker.log_tail(),
+            worker.log_tail,
         )
         letters = {
             message.key().decode(): json.loads(message.value())

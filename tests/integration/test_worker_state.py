@@ -29,6 +29,7 @@ from .services import (
     service_env,
     settings_for,
     wait_until,
+    worker_lag,
 )
 
 HOUR_US = 3600 * 1_000_000
@@ -87,7 +88,7 @@ def test_shuffled_duplicated_events_give_the_state_of_sorted_deduplicated_ones(d
     worker = start_worker()
     expected = expected_view([*polls, *flipped])
     assert sum(map(len, expected.values())) == len(polls)
-    wait_until(lambda: state_equals(probe, expected), 120, "the worker's state", worker.log_tail())
+    wait_until(lambda: state_equals(probe, expected), 120, "the worker's state", worker.log_tail)
 
 
 def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deployment):
@@ -111,7 +112,7 @@ def test_schedules_and_zones_are_kept_per_store_and_deleted_by_tombstones(deploy
             view.schedules
         ) == {"a"}
 
-    wait_until(settled, 120, "schedules and zones", worker.log_tail())
+    wait_until(settled, 120, "schedules and zones", worker.log_tail)
     assert decode_schedule(b"a", probe.view().schedules["a"]) == ("a", nine_to_five)
 
 
@@ -136,7 +137,7 @@ def test_four_weeks_of_polls_leave_only_what_reports_of_the_last_eight_days_need
             for store in retained
         )
 
-    wait_until(evicted, 180, "state to hold exactly the last 16 days", worker.log_tail())
+    wait_until(evicted, 180, "state to hold exactly the last 16 days", worker.log_tail)
     held_count = probe.view().poll_count()
     assert held_count < len(polls) * 0.7, "older polls were not evicted"
 
@@ -153,7 +154,7 @@ def test_one_poll_far_newer_than_the_rest_evicts_no_other_store(deployment):
     # keeps all of its polls, whichever partition it shares with store-000.
     expected = expected_view(p for p in polls if p.store_id != "store-000")
     expected["store-000"] = {today.timestamp_us: True}
-    wait_until(lambda: state_equals(probe, expected), 120, "every store's polls", worker.log_tail())
+    wait_until(lambda: state_equals(probe, expected), 120, "every store's polls", worker.log_tail)
 
 
 def _changelog_partitions_of(settings, table: str, key: bytes) -> set[int]:
@@ -191,7 +192,7 @@ def test_records_on_another_partition_than_their_keys_go_to_their_keys_partition
             and store in view.schedules
         )
 
-    wait_until(settled, 120, "the store's state", worker.log_tail())
+    wait_until(settled, 120, "the store's state", worker.log_tail)
     key = store.encode()
     assert _changelog_partitions_of(settings, POLLS_TABLE, f"{store} 19375".encode()) == {
         owner
@@ -230,7 +231,7 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
             lambda: probe.view().polls == expected_view([first]),
             120,
             "the first poll",
-            worker.log_tail(),
+            worker.log_tail,
         )
         worker.stop()
         # What storemon never writes, but anyone who can write a changelog can.
@@ -255,7 +256,7 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
             lambda: (m := _metrics_text(port)) and 'skipped_total{table="polls"}' in m and m,
             120,
             "the restarted worker's /metrics after recovery",
-            worker.log_tail(),
+            worker.log_tail,
         )
         assert (
             'storemon_worker_state_records_skipped_total{table="polls"} 2' in text
@@ -267,7 +268,7 @@ def test_changelog_records_that_break_the_layout_are_skipped_by_every_reader(
             lambda: probe.view().polls == expected_view([second]),
             120,
             "the day rewritten",
-            worker.log_tail(),
+            worker.log_tail,
         )
         assert worker.process.poll() is None, worker.log_tail()
         assert "skipped state record" in worker.log_path.read_text()
@@ -286,16 +287,26 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
         lambda: probe.view().poll_count() >= 3_000,
         120,
         "the first worker to make progress",
-        first.log_tail(),
+        first.log_tail,
     )
     first.kill()
     assert probe.view().polls != expected, "the kill came too late to test anything"
     second = start_worker()
+
+    def what_differs() -> str:
+        """Lost polls and a stuck partition look alike from outside: say which it is."""
+        held = probe.view().polls
+        missing = sum(len(days.keys() - held.get(s, {}).keys()) for s, days in expected.items())
+        return (
+            f"polls missing from state: {missing}; worker group lag: {worker_lag(settings)}\n"
+            + second.log_tail()
+        )
+
     wait_until(
         lambda: state_equals(probe, expected),
         240,
         "the restarted worker to catch up",
-        second.log_tail(),
+        what_differs,
     )
     assert probe.view().poll_count() == len(polls)
 
@@ -321,7 +332,7 @@ def test_two_workers_share_the_partitions_and_together_hold_every_store(deployme
         lambda: (s := _members_partitions(settings)) and len(s) == 2 and all(s) and s,
         120,
         "two workers in a stable group, each with partitions",
-        one.log_tail() + two.log_tail(),
+        lambda: one.log_tail() + two.log_tail(),
     )
     assert shares[0].isdisjoint(shares[1])
     assert shares[0] | shares[1] == set(range(settings.topic_partitions))
@@ -331,7 +342,7 @@ def test_two_workers_share_the_partitions_and_together_hold_every_store(deployme
         lambda: state_equals(probe, expected_view(polls)),
         120,
         "both workers to absorb every store",
-        one.log_tail() + two.log_tail(),
+        lambda: one.log_tail() + two.log_tail(),
     )
 
 
@@ -359,7 +370,7 @@ def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment
         lambda: probe.view().polls == expected_view([good]),
         120,
         "the good record",
-        worker.log_tail(),
+        worker.log_tail,
     )
 
     consumer = Consumer(
@@ -379,7 +390,7 @@ def test_records_the_worker_cannot_accept_go_to_the_dead_letter_topic(deployment
         return len(received) == len(bad)
 
     try:
-        wait_until(all_dead_letters, 60, "a dead letter per bad record", worker.log_tail())
+        wait_until(all_dead_letters, 60, "a dead letter per bad record", worker.log_tail)
     finally:
         consumer.close()
     reasons = {key: (letter["field"], letter["reason"]) for key, letter in received.items()}
@@ -422,7 +433,7 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
     try:
         expected = {"b1": {1_674_000_000_000_000: False, 1_674_003_600_000_000: True}}
         wait_until(
-            lambda: probe.view().polls == expected, 120, "the batch", worker.log_tail()
+            lambda: probe.view().polls == expected, 120, "the batch", worker.log_tail
         )
 
         def metrics() -> str | None:
@@ -438,7 +449,7 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
             lambda: (m := metrics()) and "storemon_worker_polls 2" in m and m,
             60,
             "the worker's /metrics",
-            worker.log_tail(),
+            worker.log_tail,
         )
         assert (
             f'storemon_worker_events_total{{topic="{status_topic}",outcome="accepted"}} 3' in text

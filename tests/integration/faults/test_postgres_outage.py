@@ -74,7 +74,7 @@ async def test_a_report_rides_out_a_database_outage(stack, private_postgres):
             lambda: "database unreachable while" in reporter.log_path.read_text(errors="replace"),
             30,
             "the reporter to retry its database work",
-            stack.logs(),
+            stack.logs,
         )
 
         async with http.get("/readyz") as response:

@@ -77,7 +77,7 @@ async def test_reports_made_while_a_worker_is_killed_are_whole(stack):
             lambda: record_count(stack.settings, tables) > written,
             60,
             "the worker to take on the new polls",
-            stack.logs(),
+            stack.logs,
         )
         reports = [await trigger(http)]
         stack.processes["worker"].kill()

@@ -135,18 +135,22 @@ def test_every_invalid_setting_is_named_on_one_line(monkeypatch: pytest.MonkeyPa
     )
 
 
-@pytest.mark.parametrize("command", ["api", "worker", "reporter", "create-topics", "lag"])
-def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
-    environment = dict(os.environ)  # without the settings' variables (the fixture)
-    environment["STOREMON_API_PORT"] = "-5"
-    run = subprocess.run(
-        [sys.executable, "-m", "storemon.cli", command],
+def _storemon_with(variable: str, value: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """`storemon COMMAND` with one setting changed (the others cleared by the fixture)."""
+    environment = {**os.environ, variable: value}
+    return subprocess.run(
+        [sys.executable, "-m", "storemon.cli", *command],
         env=environment,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "reporter", "create-topics", "lag"])
+def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
+    run = _storemon_with("STOREMON_API_PORT", "-5", command)
     assert run.returncode == 2, run.stderr
     assert run.stderr == (
         "storemon: error: STOREMON_API_PORT='-5' is invalid: must be an integer from 1 to 65535\n"
@@ -155,16 +159,7 @@ def test_a_command_with_a_bad_setting_exits_2_with_one_line(command: str):
 
 @pytest.mark.parametrize("command", [["worker"], ["load", "--status", "polls.csv"]])
 def test_a_bad_create_topics_value_stops_the_command_with_one_line(command: list[str]):
-    environment = dict(os.environ)  # without the settings' variables (the fixture)
-    environment["STOREMON_CREATE_TOPICS"] = "maybe"
-    run = subprocess.run(
-        [sys.executable, "-m", "storemon.cli", *command],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _storemon_with("STOREMON_CREATE_TOPICS", "maybe", *command)
     assert run.returncode == 2, run.stderr
     assert run.stderr == (
         "storemon: error: STOREMON_CREATE_TOPICS='maybe' is invalid: "

@@ -23,11 +23,13 @@ import faust
 from faust.types import EventT, StreamT
 
 from storemon.config import Settings
+from storemon.ingest.parts import AppliedOffsets, PartMaker
 from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs.values import RowError
 from storemon.kafka.partitioning import partition_of
 from storemon.kafka.topics import (
     TOPIC_HOURS,
+    TOPIC_REPORT_TASKS,
     TOPIC_STATUS,
     TOPIC_STATUS_DLQ,
     TOPIC_TIMEZONES,
@@ -42,12 +44,16 @@ from storemon.observability import prometheus
 from storemon.observability.logs import faust_worker
 from storemon.state.day_merge import merge_batch
 from storemon.state.layout import (
+    NEWEST_POLL_TABLE,
     POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
     StateRecordError,
     check_record,
+    decode_newest_poll,
+    encode_newest_poll,
     latest_timestamp_us,
+    newest_poll_key,
     split_poll_day_key,
 )
 from storemon.state.retention import Retention
@@ -91,6 +97,9 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
         # standby copies of another worker's partitions.
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        # A worker that died hands its partitions (and their report tasks) over within
+        # seconds rather than Faust's default minute; heartbeats stay every 3 s.
+        broker_session_timeout=15.0,
         # Faust's web server serves /metrics only (STOREMON_WORKER_METRICS_PORT, 0: none).
         web_enabled=settings.worker_metrics_port > 0,
         web_bind=settings.api_host,
@@ -204,6 +213,7 @@ def create_app(settings: Settings) -> faust.App:
     hours_topic = app.topic(settings.topic(TOPIC_HOURS), **raw)
     zones_topic = app.topic(settings.topic(TOPIC_TIMEZONES), **raw)
     dlq_topic = app.topic(settings.topic(TOPIC_STATUS_DLQ), **raw)
+    tasks_topic = app.topic(settings.topic(TOPIC_REPORT_TASKS), **raw)
     retention = Retention(time.monotonic)
     metrics = WorkerMetrics()
 
@@ -215,12 +225,17 @@ def create_app(settings: Settings) -> faust.App:
     )
     schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
     zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
+    newest_poll = app.Table(NEWEST_POLL_TABLE, partitions=partitions, **raw_table)
 
     intake = Intake(partitions, dlq_topic, metrics)
+    offsets = AppliedOffsets()
+    parts = PartMaker(
+        settings, retention, poll_days, schedules, zones, offsets, metrics.report_parts
+    )
 
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
-        async for event in stream.events():
+        async for event in offsets.events(stream):
             if await intake.sent_to_its_partition(event, status_topic):
                 continue
             try:
@@ -233,10 +248,18 @@ def create_app(settings: Settings) -> faust.App:
             metrics.accepted(event.message.topic, len(batch.polls))
             partition, store_id = event.message.partition, batch.store_id
             cutoff = retention.cutoff_us(partition, store_id)
+            newest_key = newest_poll_key(partition)
+            held_newest = newest_poll.get(newest_key)
+            newest_before = None if held_newest is None else decode_newest_poll(held_newest)
+            newest_after = newest_before
             for write in merge_batch(store_id, batch.polls, cutoff, poll_days.get):
                 poll_days[write.key] = write.value
                 newest_us = latest_timestamp_us(write.value)
                 retention.add(partition, store_id, write.day, write.key, newest_us)
+                newest_after = max(newest_us, newest_after or newest_us)
+            if newest_after != newest_before and newest_after is not None:
+                # In this event's partition: a report's default as_of is read from here.
+                newest_poll[newest_key] = encode_newest_poll(newest_after)
             for expired in (
                 *retention.pop_expired(partition, store_id),
                 *retention.pop_stale(partition),
@@ -247,7 +270,7 @@ def create_app(settings: Settings) -> faust.App:
         """An agent keeping the latest canonical value per store; a null value deletes."""
 
         async def absorb(stream: StreamT) -> None:
-            async for event in stream.events():
+            async for event in offsets.events(stream):
                 if await intake.sent_to_its_partition(event, topic):
                     continue
                 try:
@@ -265,6 +288,15 @@ def create_app(settings: Settings) -> faust.App:
 
     keep_latest_per_store(hours_topic, schedules, _canonical_schedule)
     keep_latest_per_store(zones_topic, zones, _canonical_zone)
+
+    @app.agent(tasks_topic)
+    async def compute_report_parts(stream: StreamT) -> None:
+        async for event in stream.events():
+            await parts.answer(event)
+
+    @app.on_before_shutdown.connect
+    async def close_database(app: faust.App, **kwargs: Any) -> None:
+        await parts.close()
 
     @app.page("/metrics")
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:

@@ -30,6 +30,8 @@ class WorkerMetrics:
         self.rejections: Counter[tuple[str, str]] = Counter()
         #: table -> changelog records skipped for breaking the state layout
         self.skipped_state_records: Counter[str] = Counter()
+        #: "computed" / "skipped" / "failed" / "invalid" -> report tasks answered
+        self.report_parts: Counter[str] = Counter()
 
     def accepted(self, topic: str, count: int = 1) -> None:
         self.events[(topic, "accepted")] += count
@@ -76,6 +78,15 @@ class WorkerMetrics:
             "Changelog records skipped while recovering: they break the state layout.",
             "table",
             self.skipped_state_records,
+        )
+        family_by_label(
+            lines,
+            names.WORKER_REPORT_PARTS,
+            "counter",
+            "Report tasks answered: parts computed and stored, skipped (report ended or"
+            " part stored already), failed, or invalid.",
+            "outcome",
+            self.report_parts,
         )
         family(lines, names.WORKER_STORES, "gauge", "Stores with polls in this worker's state.")
         lines.append(f"{names.WORKER_STORES} {len(stores)}")

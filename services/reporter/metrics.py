@@ -1,5 +1,4 @@
-"""The reporter's `GET /metrics` (Prometheus text): the reports it ended, and the
-changelog records its state reader skipped for breaking the state layout.
+"""The reporter's `GET /metrics` (Prometheus text): the reports it ended.
 
 Counters are this process's own since it started; with several reporters, sum them.
 """
@@ -7,7 +6,7 @@ Counters are this process's own since it started; with several reporters, sum th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -18,11 +17,9 @@ from storemon.observability.prometheus import family_by_label
 
 
 class ReporterMetrics:
-    def __init__(self, skipped_state_records: Mapping[str, int]) -> None:
+    def __init__(self) -> None:
         #: "complete" / "failed" / "skipped" -> reports this process ended or passed over
         self.reports: Counter[str] = Counter()
-        #: changelog topic -> records skipped (the state reader's own counts)
-        self._skipped = skipped_state_records
 
     def render(self) -> str:
         lines: list[str] = []
@@ -33,14 +30,6 @@ class ReporterMetrics:
             "Report requests handled, by outcome.",
             "outcome",
             self.reports,
-        )
-        family_by_label(
-            lines,
-            names.REPORTER_STATE_RECORDS_SKIPPED,
-            "counter",
-            "Changelog records skipped while reading the state: they break its layout.",
-            "topic",
-            self._skipped,
         )
         return "\n".join(lines) + "\n"
 

@@ -1,17 +1,25 @@
-"""`storemon reporter`: turns report requests into CSV reports stored in PostgreSQL.
+"""`storemon reporter`: plans reports, has their parts computed where the state is, and
+gathers them into CSVs stored in PostgreSQL. It holds no poll state.
 
 One reporter process:
 
 - consumes `report-requests` in the reporter consumer group; several reporters
   share its partitions;
-- follows the workers' state (their table changelogs) with one StateReader for
-  its whole life, so a report's snapshot only reads what is new since the last
-  read (`catch_up()`), never the raw `store-status` topic;
-- computes the report with the shared engine and stores the CSV as a large
-  object, marking the report Complete in the same transaction; only then is the
-  request's offset committed, so a reporter that dies mid-report leaves the
-  request to whichever reporter gets its partition next. Redoing is harmless:
-  a report that is no longer Running is skipped;
+- plans each report: its `as_of` (the request's, or the newest poll any worker
+  accepted, read from one record per state partition: storemon/state/newest.py)
+  and the state partitions it needs (all, or those holding the requested
+  `store_ids`, found by murmur2 as producers partition them); the plan is kept in
+  the report's row, so a reporter redoing the report asks the same;
+- sends one task per partition to `report-tasks`; the worker owning that state
+  partition computes and stores the part (services/ingest/parts.py);
+- waits for the parts, then assembles the CSV from them into one large object and
+  marks the report Complete in one transaction (storemon/database/report_parts.py);
+  only then is the request's offset committed, so a reporter that dies mid-report
+  leaves the request to whichever reporter gets its partition next, which asks
+  only for the parts still missing. Redoing is harmless: a report that is no
+  longer Running is skipped;
+- a report still Running STOREMON_REPORT_TIMEOUT_S after its request ends Failed,
+  naming the partitions whose part never came;
 - retries database work while PostgreSQL cannot be reached, with exponential
   backoff, for about 25 seconds; beyond that the report is marked Failed
   (with the reason) as soon as the database answers again, and only then is the
@@ -36,15 +44,22 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from storemon.config import Settings
 from storemon.database import reports_db
+from storemon.database.report_parts import Plan, assemble_report, plan_report, report_progress
 from storemon.database.retry import RetriesExhausted, RetryPolicy
-from storemon.kafka.clients import consumer_config
-from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, reporter_group
+from storemon.kafka.clients import consumer_config, make_producer
+from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import (
+    TOPIC_REPORT_REQUESTS,
+    TOPIC_REPORT_TASKS,
+    input_partitions,
+    reporter_group,
+)
 from storemon.messages.report_requests import InvalidRequest, ReportRequest
+from storemon.messages.report_tasks import ReportTask
 from storemon.observability.logs import configure_logging
 from storemon.reporter.metrics import ReporterMetrics, serving
-from storemon.reporter.snapshot import SnapshotBuilder
-from storemon.state.reader import StateReader
-from storemon.timebase import datetime_from_us
+from storemon.state.newest import NewestPollReader
+from storemon.timebase import datetime_from_us, us_from_datetime
 from storemon.uptime import engine
 
 log = logging.getLogger("storemon.reporter")
@@ -52,8 +67,9 @@ log = logging.getLogger("storemon.reporter")
 APPLICATION_NAME = "storemon-reporter"
 #: How long one consumer poll waits for a request (and so how soon a stop is noticed).
 _POLL_S = 0.5
-#: Pause between two reads of the state changelogs while no report is being made.
-_FOLLOW_STATE_EVERY_S = 1.0
+#: Pauses between two looks at a report's parts: short at first, for quick reports.
+_FIRST_PART_CHECK_S = 0.01
+_MAX_PART_CHECK_S = 0.25
 #: Database work that cannot reach the server is tried 7 times, pausing 0.5 s, then
 #: twice as long each time up to 8 s (about 25 s in all) before the report is given up.
 DATABASE_RETRY = RetryPolicy(is_transient=reports_db.is_unavailable)
@@ -88,31 +104,19 @@ class Reporter:
         self._settings = settings
         self._pool = pool
         self._stop = stop
-        self._state = StateReader(settings)
-        self.metrics = ReporterMetrics(self._state.skipped)
-        # The reader is not thread-safe: one catch-up (or snapshot) at a time.
-        self._state_lock = asyncio.Lock()
-        self._snapshots = SnapshotBuilder()
+        self.metrics = ReporterMetrics()
+        self._newest = NewestPollReader(settings)
+        self._tasks = make_producer(settings)
+        self._tasks_topic = settings.topic(TOPIC_REPORT_TASKS)
+        #: The state partitions: those of the input topics, which report-tasks shares.
+        self._partitions = input_partitions(settings)
         self._consumer = Consumer(_consumer_config(settings))
 
     async def run(self) -> None:
         """Serve requests until the stop event is set."""
         stop = self._stop
-        # Read the whole state before joining the group, so that requests go to
-        # reporters ready to answer them rather than to one still reading.
-        started = time.monotonic()
-        await asyncio.to_thread(self._state.catch_up, float(self._settings.report_timeout_s))
-        log.info(
-            "state read: %d polls of %d stores in %.1f s",
-            self._state.view.poll_count(),
-            len(self._state.view.poll_days),
-            time.monotonic() - started,
-        )
         self._consumer.subscribe([self._settings.topic(TOPIC_REPORT_REQUESTS)])
-        helpers = [
-            asyncio.create_task(self._follow_state(stop)),
-            asyncio.create_task(self._housekeeping(stop)),
-        ]
+        helpers = [asyncio.create_task(self._housekeeping(stop))]
         try:
             while not stop.is_set():
                 message = await asyncio.to_thread(self._consumer.poll, _POLL_S)
@@ -135,7 +139,8 @@ class Reporter:
             # before the clients they use are closed.
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.to_thread(self._consumer.close)
-            self._state.close()
+            self._newest.close()
+            await asyncio.to_thread(self._tasks.flush, 10)
 
     def _commit(self, message: Message) -> None:
         try:
@@ -234,61 +239,108 @@ class Reporter:
 
     async def _make_report(self, request: ReportRequest) -> None:
         started = time.monotonic()
-        async with self._state_lock:
-            offsets = await asyncio.to_thread(
-                self._state.catch_up, float(self._settings.report_timeout_s)
+        report_id = request.report_id
+        context = _report_context(report_id)
+        as_of_us = request.as_of_us
+        if as_of_us is None:
+            as_of_us = await asyncio.to_thread(
+                self._newest.newest_us, float(self._settings.report_timeout_s)
             )
-            inputs = await asyncio.to_thread(self._snapshots.build, self._state.view)
-        snapshot_s = time.monotonic() - started
-        report = await asyncio.to_thread(
-            engine.compute, *inputs, as_of=request.as_of_us, store_ids=request.store_ids
-        )
-        csv = await asyncio.to_thread(report.to_csv_bytes)
-        as_of = None if report.as_of_us is None else datetime_from_us(report.as_of_us)
-        stored = await self._database(
-            lambda connection: reports_db.complete_report(
-                connection,
-                request.report_id,
-                csv,
-                row_count=len(report),
-                as_of=as_of,
-                state_offsets=offsets,
+        if as_of_us is None:
+            # No worker has accepted a poll: the report has no rows, as the engine says.
+            await self._store(report_id, f"{engine.REPORT_HEADER}\n".encode())
+            return
+        wanted = self._wanted_stores(request)
+        plan = await self._database(
+            lambda connection: plan_report(
+                connection, report_id, datetime_from_us(as_of_us), wanted
             ),
-            "storing the report",
+            "planning the report",
         )
-        context = _report_context(request.report_id)
+        if plan is None:
+            self.metrics.reports["skipped"] += 1
+            return
+        await self._ask_for_parts(request, plan, wanted)
+        stored = await self._gather(report_id, plan)
         self.metrics.reports["skipped" if stored is None else "complete"] += 1
         if stored is None:
-            log.info(
-                "report %s finished elsewhere meanwhile: result dropped",
-                request.report_id,
-                extra=context,
-            )
+            log.info("report %s ended elsewhere meanwhile", report_id, extra=context)
         else:
             log.info(
-                "report %s complete: %d stores, %d bytes, snapshot %.2f s, total %.2f s",
-                request.report_id,
-                len(report),
+                "report %s complete: %d parts, %d bytes, %.2f s",
+                report_id,
+                len(plan.partitions),
                 stored.byte_size,
-                snapshot_s,
                 time.monotonic() - started,
                 extra=context,
             )
 
-    async def _follow_state(self, stop: asyncio.Event) -> None:
-        """Keep reading the changelogs, so a report's catch-up has little left to read."""
-        while not stop.is_set():
-            try:
-                async with self._state_lock:
-                    await asyncio.to_thread(
-                        self._state.catch_up, float(self._settings.report_timeout_s)
-                    )
-            except (TimeoutError, KafkaException, RuntimeError) as exc:
-                log.warning("following the workers' state: %s", exc)
-            except Exception:
-                # Never end without a word: the next report's catch-up meets it again.
-                log.exception("following the workers' state failed")
-            await _wait(stop, _FOLLOW_STATE_EVERY_S)
+    def _wanted_stores(self, request: ReportRequest) -> dict[int, tuple[str, ...] | None]:
+        """Partition -> the requested stores it holds (None: all of them)."""
+        if request.store_ids is None:
+            return dict.fromkeys(range(self._partitions))
+        by_partition: dict[int, list[str]] = {}
+        for store_id in dict.fromkeys(request.store_ids):
+            by_partition.setdefault(
+                partition_of(store_id.encode(), self._partitions), []
+            ).append(store_id)
+        return {partition: tuple(ids) for partition, ids in by_partition.items()}
+
+    async def _ask_for_parts(
+        self, request: ReportRequest, plan: Plan, wanted: dict[int, tuple[str, ...] | None]
+    ) -> None:
+        """One task per planned partition whose part is not stored yet."""
+        progress = await self._database(
+            lambda connection: report_progress(connection, request.report_id, 0),
+            "reading the report's parts",
+        )
+        as_of_us = us_from_datetime(plan.as_of)
+        for partition in sorted(set(plan.partitions) - progress.stored):
+            task = ReportTask(request.report_id, partition, as_of_us, wanted.get(partition))
+            self._tasks.produce(
+                self._tasks_topic, task.encode(), request.report_id.encode(), partition=partition
+            )
+        undelivered = await asyncio.to_thread(self._tasks.flush, 30)
+        if undelivered:
+            raise RuntimeError(f"{undelivered} report tasks not delivered to Kafka in 30 s")
+
+    async def _gather(self, report_id: str, plan: Plan) -> reports_db.StoredCsv | None:
+        """Wait for every planned part, then assemble the CSV; None if the report ended
+        otherwise (timed out naming the missing parts, failed, done elsewhere)."""
+        pause_s = _FIRST_PART_CHECK_S
+        timeout_s = self._settings.report_timeout_s
+        while True:
+            progress = await self._database(
+                lambda connection: report_progress(connection, report_id, timeout_s),
+                "reading the report's parts",
+            )
+            if not progress.running:
+                return None
+            if progress.stored >= set(plan.partitions):
+                break
+            if progress.overdue:
+                await self._database(
+                    lambda connection: reports_db.fail_overdue(connection, timeout_s, report_id),
+                    "timing the report out",
+                )
+                continue
+            await _wait(self._stop, pause_s)
+            if self._stop.is_set():
+                raise DatabaseUnavailable("stopping before the report's parts were in")
+            pause_s = min(2 * pause_s, _MAX_PART_CHECK_S)
+        return await self._database(
+            lambda connection: assemble_report(connection, report_id, engine.REPORT_HEADER),
+            "assembling the report",
+        )
+
+    async def _store(self, report_id: str, csv: bytes) -> None:
+        stored = await self._database(
+            lambda connection: reports_db.complete_report(
+                connection, report_id, csv, row_count=0, as_of=None, state_offsets={}
+            ),
+            "storing the report",
+        )
+        self.metrics.reports["skipped" if stored is None else "complete"] += 1
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Time out reports stuck Running; delete reports past their retention."""

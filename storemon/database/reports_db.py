@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS reports (
            OR (lo_oid IS NOT NULL AND byte_size IS NOT NULL AND checksum_sha256 IS NOT NULL)),
     CHECK (status <> 'Failed' OR error IS NOT NULL)
 );
+-- The state partitions a report was planned over (one part each), set when planned;
+-- its as_of is set then too, so a reporter redoing the report asks the same.
+ALTER TABLE reports ADD COLUMN IF NOT EXISTS partitions integer[];
 CREATE INDEX IF NOT EXISTS reports_requested_at ON reports (requested_at);
 CREATE INDEX IF NOT EXISTS reports_running ON reports (requested_at) WHERE status = 'Running';
 -- Completed reports by seconds from request to Complete: a Prometheus histogram
@@ -86,6 +89,26 @@ CREATE TABLE IF NOT EXISTS report_duration_buckets (
     le          double precision PRIMARY KEY,  -- upper bound, seconds; the last 'Infinity'
     reports     bigint NOT NULL DEFAULT 0,
     seconds_sum double precision NOT NULL DEFAULT 0
+);
+-- One row per part of a report stored by the owner of its state partition; its
+-- rows wait in report_rows until the last part is in and the CSV is assembled.
+CREATE TABLE IF NOT EXISTS report_parts (
+    report_id     text NOT NULL REFERENCES reports ON DELETE CASCADE,
+    partition     integer NOT NULL,
+    row_count     integer NOT NULL,
+    -- the input offsets the part's state had applied: topic -> partition -> offset
+    state_offsets jsonb NOT NULL,
+    computed_by   text NOT NULL,
+    computed_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (report_id, partition)
+);
+-- The CSV rows of stored parts; "C" collation: byte order, which is the order of
+-- code points the engine sorts store_ids in, so the index yields the CSV's order.
+CREATE TABLE IF NOT EXISTS report_rows (
+    report_id text NOT NULL REFERENCES reports ON DELETE CASCADE,
+    store_id  text COLLATE "C" NOT NULL,
+    line      text NOT NULL,
+    PRIMARY KEY (report_id, store_id)
 );
 """
 
@@ -146,6 +169,8 @@ class ReportRow:
     lo_oid: int | None
     state_offsets: dict[str, dict[str, int]] | None
     error: str | None
+    #: The state partitions it was planned over (None: not planned yet, or no polls).
+    partitions: list[int] | None
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ReportRow:
@@ -320,50 +345,124 @@ async def complete_report(
     another reporter, timed out, or deleted).
     """
     async with connection.transaction():
-        status = await connection.fetchval(
-            "SELECT status FROM reports WHERE report_id = $1 FOR UPDATE", report_id
-        )
-        if status != RUNNING:
+        if not await lock_running(connection, report_id):
             return None
         stored = await _write_large_object(connection, csv)
-        await connection.execute(
-            "UPDATE reports SET status = 'Complete', finished_at = now(), as_of = $2,"
-            " row_count = $3, byte_size = $4, checksum_sha256 = $5, lo_oid = $6,"
-            " state_offsets = $7 WHERE report_id = $1",
+        await mark_complete(
+            connection,
             report_id,
-            as_of,
-            row_count,
-            stored.byte_size,
-            stored.checksum_sha256,
-            stored.lo_oid,
-            state_offsets,
+            stored,
+            row_count=row_count,
+            as_of=as_of,
+            state_offsets=state_offsets,
         )
-        # Last, so the bucket's row is locked only until the commit just after.
-        await connection.execute(_COUNT_REPORT_DURATION, report_id)
     return stored
 
 
-async def _write_large_object(connection: asyncpg.Connection, data: bytes) -> StoredCsv:
-    oid: int = await connection.fetchval("SELECT lo_create(0)")
-    descriptor = await connection.fetchval("SELECT lo_open($1, $2)", oid, _INV_WRITE)
-    view = memoryview(data)
-    for start in range(0, len(view), CHUNK_BYTES):
-        await connection.execute(
-            "SELECT lowrite($1, $2)", descriptor, view[start : start + CHUNK_BYTES]
+class LargeObjectWriter:
+    """Writes one new large object in CHUNK_BYTES calls, inside the caller's transaction."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._oid = 0
+        self._descriptor = 0
+
+    async def open(self) -> None:
+        self._oid = await self._connection.fetchval("SELECT lo_create(0)")
+        self._descriptor = await self._connection.fetchval(
+            "SELECT lo_open($1, $2)", self._oid, _INV_WRITE
         )
-    await connection.execute("SELECT lo_close($1)", descriptor)
-    return StoredCsv(oid, len(data), hashlib.sha256(data).hexdigest())
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= CHUNK_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        for start in range(0, len(data), CHUNK_BYTES):
+            chunk = data[start : start + CHUNK_BYTES]
+            await self._connection.execute("SELECT lowrite($1, $2)", self._descriptor, chunk)
+            self._digest.update(chunk)
+            self._size += len(chunk)
+
+    async def close(self) -> StoredCsv:
+        await self._flush()
+        await self._connection.execute("SELECT lo_close($1)", self._descriptor)
+        return StoredCsv(self._oid, self._size, self._digest.hexdigest())
+
+
+async def _write_large_object(connection: asyncpg.Connection, data: bytes) -> StoredCsv:
+    writer = LargeObjectWriter(connection)
+    await writer.open()
+    await writer.write(data)
+    return await writer.close()
+
+
+async def mark_complete(
+    connection: asyncpg.Connection,
+    report_id: str,
+    stored: StoredCsv,
+    *,
+    row_count: int,
+    as_of: datetime | None,
+    state_offsets: dict[str, dict[int, int]],
+) -> None:
+    """Mark a Running report, locked by the caller's transaction, Complete with its CSV."""
+    await connection.execute(
+        "UPDATE reports SET status = 'Complete', finished_at = now(), as_of = $2,"
+        " row_count = $3, byte_size = $4, checksum_sha256 = $5, lo_oid = $6,"
+        " state_offsets = $7 WHERE report_id = $1",
+        report_id,
+        as_of,
+        row_count,
+        stored.byte_size,
+        stored.checksum_sha256,
+        stored.lo_oid,
+        state_offsets,
+    )
+    # Last, so the bucket's row is locked only until the commit just after.
+    await connection.execute(_COUNT_REPORT_DURATION, report_id)
+
+
+async def lock_running(connection: asyncpg.Connection, report_id: str) -> bool:
+    """Lock the report's row for the caller's transaction; whether it is Running."""
+    status = await connection.fetchval(
+        "SELECT status FROM reports WHERE report_id = $1 FOR UPDATE", report_id
+    )
+    return bool(status == RUNNING)
 
 
 async def fail_report(connection: asyncpg.Connection, report_id: str, reason: str) -> bool:
     """Mark a Running report Failed; False if it was not Running."""
-    result = await connection.execute(
-        "UPDATE reports SET status = 'Failed', finished_at = now(), error = $2"
-        " WHERE report_id = $1 AND status = 'Running'",
-        report_id,
-        reason,
-    )
-    return result == "UPDATE 1"
+    async with connection.transaction():
+        result = await connection.execute(
+            "UPDATE reports SET status = 'Failed', finished_at = now(), error = $2"
+            " WHERE report_id = $1 AND status = 'Running'",
+            report_id,
+            reason,
+        )
+        await _drop_parts(connection, [report_id])
+    return bool(result == "UPDATE 1")
+
+
+#: A report planned over partitions names those without a part in its error.
+_FAIL_OVERDUE = """
+UPDATE reports AS report SET status = 'Failed', finished_at = now(), error = $3 || coalesce(
+    ': no part from partition(s) ' || (
+        SELECT string_agg(planned::text, ', ' ORDER BY planned)
+        FROM unnest(report.partitions) AS planned
+        WHERE NOT EXISTS (SELECT 1 FROM report_parts AS part
+                          WHERE part.report_id = report.report_id
+                          AND part.partition = planned)),
+    '')
+WHERE status = 'Running' AND requested_at < now() - make_interval(secs => $1)
+AND ($2::text IS NULL OR report_id = $2) RETURNING report_id
+"""
 
 
 async def fail_overdue(
@@ -373,15 +472,19 @@ async def fail_overdue(
 
     All of them, or only `report_id`. Returns the ids marked.
     """
-    records = await connection.fetch(
-        "UPDATE reports SET status = 'Failed', finished_at = now(), error = $3"
-        " WHERE status = 'Running' AND requested_at < now() - make_interval(secs => $1)"
-        " AND ($2::text IS NULL OR report_id = $2) RETURNING report_id",
-        float(timeout_s),
-        report_id,
-        TIMED_OUT,
-    )
-    return [record["report_id"] for record in records]
+    async with connection.transaction():
+        records = await connection.fetch(_FAIL_OVERDUE, float(timeout_s), report_id, TIMED_OUT)
+        failed = [record["report_id"] for record in records]
+        await _drop_parts(connection, failed)
+    return failed
+
+
+async def _drop_parts(connection: asyncpg.Connection, report_ids: list[str]) -> None:
+    """The stored parts of reports that ended: their rows are of no more use."""
+    if report_ids:
+        await connection.execute(
+            "DELETE FROM report_rows WHERE report_id = ANY($1::text[])", report_ids
+        )
 
 
 async def delete_report(connection: asyncpg.Connection, report_id: str) -> bool:

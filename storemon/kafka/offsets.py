@@ -1,4 +1,4 @@
-"""End offsets, and reading what a topic holds between two offsets (state readers, tests)."""
+"""Watermark offsets, and reading what a topic holds between two offsets (state readers, tests)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,20 @@ _NO_LEADER_YET = frozenset({
 
 
 def end_offset(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
-    """The end offset of one partition, asked again while the topic, created a moment
-    ago, has no leader yet (until `deadline`, a time.monotonic() instant)."""
+    """The end offset of one partition (see `watermarks`)."""
+    return watermarks(consumer, topic, partition, deadline)[1]
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """The first and end offsets of one partition, asked again while the topic, created a
+    moment ago, has no leader yet (until `deadline`, a time.monotonic() instant)."""
     while True:
         try:
             timeout = max(0.1, deadline - time.monotonic())
-            return consumer.get_watermark_offsets(
+            low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=timeout, cached=False
-            )[1]
+            )
+            return low, high
         except KafkaException as exc:
             if exc.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
                 raise

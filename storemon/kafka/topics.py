@@ -24,8 +24,13 @@ TOPIC_STATUS = "store-status"
 TOPIC_HOURS = "store-hours"
 TOPIC_TIMEZONES = "store-timezones"
 TOPIC_REPORT_REQUESTS = "report-requests"
+TOPIC_REPORT_TASKS = "report-tasks"
 TOPIC_STATUS_DLQ = "store-status-dlq"
 INPUT_TOPICS = (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)
+#: Topics whose partition p goes to the worker owning state partition p: they must
+#: share one partition count (Faust assigns same-numbered partitions of topics with
+#: one count, consumed by one app, to the same worker).
+COPARTITIONED_TOPICS = (*INPUT_TOPICS, TOPIC_REPORT_TASKS)
 
 DAY_MS = US_PER_DAY // 1000
 
@@ -53,6 +58,8 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         TOPIC_REPORT_REQUESTS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
     ),
+    # A part asked of a state partition's owner; useless once its report timed out.
+    TopicSpec(TOPIC_REPORT_TASKS, {"cleanup.policy": "delete", "retention.ms": str(DAY_MS)}),
     TopicSpec(
         TOPIC_STATUS_DLQ, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
     ),
@@ -92,10 +99,16 @@ def _wanted(settings: Settings, specs: Iterable[TopicSpec]) -> dict[str, TopicSp
 def _new_topics(
     settings: Settings, wanted: dict[str, TopicSpec], existing: dict[str, TopicMetadata]
 ) -> list[NewTopic]:
+    copartitioned = set(map(settings.topic, COPARTITIONED_TOPICS))
+    # A co-partitioned topic created after the others takes their count.
+    shared = next(iter(_input_partition_counts(settings, existing).values()), None)
     return [
         NewTopic(
             name,
-            num_partitions=settings.topic_partitions,
+            num_partitions=(
+                shared if shared is not None and name in copartitioned
+                else settings.topic_partitions
+            ),
             replication_factor=settings.topic_replication_factor,
             config=spec.configs,
         )
@@ -172,10 +185,10 @@ def prepare_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPIC_SPECS)
 def _input_partition_counts(
     settings: Settings, existing: dict[str, TopicMetadata]
 ) -> dict[str, int]:
-    """The partition count of each input topic that exists."""
+    """The partition count of each co-partitioned topic that exists."""
     return {
         name: len(existing[name].partitions)
-        for name in map(settings.topic, INPUT_TOPICS)
+        for name in map(settings.topic, COPARTITIONED_TOPICS)
         if name in existing
     }
 
@@ -185,7 +198,8 @@ def _check_copartitioned(counts: dict[str, int]) -> None:
     topics that disagree on it cannot keep a store's state in one place."""
     if len(set(counts.values())) > 1:
         raise TopicError(
-            "the input topics must have one partition count (co-partitioned by store_id): "
+            "the input topics and report-tasks must have one partition count"
+            " (co-partitioned by store_id): "
             + ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
         )
 

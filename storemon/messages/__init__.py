@@ -7,7 +7,7 @@ JSON Schema in schemas/ describes it (`schemas` loads those, one test each):
 
 - `polls`: `store-status` (one poll, or a batch of one store's polls);
 - `schedules`: `store-hours`; `zones`: `store-timezones`;
-- `report_requests`: `report-requests`;
+- `report_requests`: `report-requests`; `report_tasks`: `report-tasks`;
 - `dead_letters`: `store-status-dlq`;
 - `records`: what they share (a JSON object value, a key that names the store).
 """

@@ -23,6 +23,7 @@ STATUS_BATCH = "status-batch"
 STORE_HOURS = "store-hours"
 STORE_TIMEZONE = "store-timezone"
 REPORT_REQUEST = "report-request"
+REPORT_TASK = "report-task"
 DLQ_RECORD = "dlq-record"
 ALL_SCHEMAS = (
     STATUS_OBSERVATION,
@@ -30,6 +31,7 @@ ALL_SCHEMAS = (
     STORE_HOURS,
     STORE_TIMEZONE,
     REPORT_REQUEST,
+    REPORT_TASK,
     DLQ_RECORD,
 )
 

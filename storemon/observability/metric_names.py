@@ -37,6 +37,7 @@ WORKER_STORES = "storemon_worker_stores"
 WORKER_POLLS = "storemon_worker_polls"
 WORKER_GREATEST_EVENT_TIME = "storemon_worker_greatest_event_time_seconds"
 WORKER_STATE_RECORDS_SKIPPED = "storemon_worker_state_records_skipped_total"
+WORKER_REPORT_PARTS = "storemon_worker_report_parts_total"
 
 WORKER_METRICS = (
     WORKER_EVENTS,
@@ -45,10 +46,10 @@ WORKER_METRICS = (
     WORKER_POLLS,
     WORKER_GREATEST_EVENT_TIME,
     WORKER_STATE_RECORDS_SKIPPED,
+    WORKER_REPORT_PARTS,
 )
 
 # The reporter, GET /metrics on STOREMON_REPORTER_METRICS_PORT (9102): per process.
 REPORTER_REPORTS = "storemon_reporter_reports_total"
-REPORTER_STATE_RECORDS_SKIPPED = "storemon_reporter_state_records_skipped_total"
 
-REPORTER_METRICS = (REPORTER_REPORTS, REPORTER_STATE_RECORDS_SKIPPED)
+REPORTER_METRICS = (REPORTER_REPORTS,)

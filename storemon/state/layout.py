@@ -35,6 +35,10 @@ POLLS_TABLE = "polls"
 SCHEDULES_TABLE = "schedules"
 ZONES_TABLE = "zones"
 TABLES = (POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
+#: One key per state partition (its number in ASCII), in that partition's changelog
+#: partition: the newest poll time the partition has accepted, 8 bytes big-endian µs.
+#: What a report's default `as_of` is taken from, without reading any poll.
+NEWEST_POLL_TABLE = "newest_poll"
 
 ACTIVE = b"a"
 INACTIVE = b"i"
@@ -120,3 +124,16 @@ def latest_timestamp_us(value: bytes) -> int:
     return int(np.frombuffer(value, dtype=POLL_DTYPE, offset=len(value) - POLL_BYTES)[0][0])
 
 
+def newest_poll_key(partition: int) -> bytes:
+    return str(partition).encode()
+
+
+def encode_newest_poll(timestamp_us: int) -> bytes:
+    return timestamp_us.to_bytes(8, "big", signed=True)
+
+
+def decode_newest_poll(value: bytes) -> int:
+    """The time of a newest_poll value; StateRecordError if it is not 8 bytes."""
+    if len(value) != 8:
+        raise StateRecordError(f"newest_poll value of {len(value)} bytes, not 8")
+    return int.from_bytes(value, "big", signed=True)

@@ -76,6 +76,11 @@ class Retention:
             if not held.keys:
                 del stores[store_id]
 
+    def store_days(self, partition: int) -> dict[str, dict[int, bytes]]:
+        """store_id -> {UTC day: table key} of the partition's stores (the inner mappings are
+        the live ones: read them before the next change)."""
+        return {store_id: held.keys for store_id, held in self._stores.get(partition, {}).items()}
+
     def cutoff_us(self, partition: int, store_id: str) -> int | None:
         """Polls of the store before this instant are not kept (None: keep all)."""
         held = self._stores.get(partition, {}).get(store_id)

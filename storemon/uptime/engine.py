@@ -171,19 +171,18 @@ class Report:
 
     def to_csv_bytes(self) -> bytes:
         """The CSV of report-semantics.md: exact header, sorted rows, minimal 2-place numbers."""
-        return _csv_bytes(self.store_ids, self.figures)
+        return ("\n".join([REPORT_HEADER, *self.csv_rows()]) + "\n").encode()
 
-
-def _csv_bytes(store_ids: np.ndarray, figures: np.ndarray) -> bytes:
-    lines = [REPORT_HEADER]
-    if len(store_ids):
+    def csv_rows(self) -> list[str]:
+        """The CSV's rows without the header or line ends, in store_id order."""
+        if not len(self.store_ids):
+            return []
         # Few distinct figures (0, 60, 24, ...): format each once.
-        distinct, position = np.unique(figures, return_inverse=True)
+        distinct, position = np.unique(self.figures, return_inverse=True)
         texts = object_array(_format_hundredths(int(h)) for h in distinct.tolist())
-        cells = texts[position.reshape(figures.shape)]
-        ids = [_csv_field(sid) for sid in store_ids.tolist()]
-        lines.extend(",".join((sid, *row)) for sid, row in zip(ids, cells.tolist(), strict=True))
-    return ("\n".join(lines) + "\n").encode()
+        cells = texts[position.reshape(self.figures.shape)]
+        ids = [_csv_field(sid) for sid in self.store_ids.tolist()]
+        return [",".join((sid, *row)) for sid, row in zip(ids, cells.tolist(), strict=True)]
 
 
 def _format_hundredths(hundredths: int) -> str:

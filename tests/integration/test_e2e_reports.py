@@ -8,7 +8,6 @@ HTTP and must equal, byte for byte, `storemon report-csv` on the same files.
 import asyncio
 import hashlib
 import json
-import re
 
 import aiohttp
 import asyncpg
@@ -16,7 +15,13 @@ import pytest
 
 from storemon.kafka.clients import make_producer
 from storemon.kafka.lag import consumer_lag
-from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, changelog_topic, reporter_group
+from storemon.kafka.offsets import end_offsets
+from storemon.kafka.topics import (
+    INPUT_TOPICS,
+    TOPIC_REPORT_REQUESTS,
+    changelog_topic,
+    reporter_group,
+)
 from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
 
 from .services import ServiceProcess, free_port, wait_until
@@ -58,11 +63,13 @@ async def test_a_report_over_http_is_byte_for_byte_the_offline_report(stack, htt
         assert await response.read() == csv
     assert summary["rows"] == STORES == csv.count(b"\n") - 1
     assert summary["bytes"] == len(csv)
-    # What the report reflects: the latest poll, and the changelog offsets it read.
+    # What the report reflects: the latest poll, and, per partition, the input offsets
+    # its part's state had applied: here all of every input topic.
     assert summary["as_of"].startswith("2023-01-25T18:1")
-    changelogs = summary["state_offsets"]
-    assert any(topic.endswith("polls-changelog") for topic in changelogs)
-    assert sum(sum(parts.values()) for parts in changelogs.values()) > 0
+    applied = summary["state_offsets"]
+    for topic in INPUT_TOPICS:
+        name = stack.settings.topic(topic)
+        assert {int(p): o for p, o in applied[name].items()} == end_offsets(stack.settings, name)
 
 
 async def test_unknown_and_malformed_report_ids(stack, http):
@@ -159,8 +166,8 @@ async def test_a_report_whose_reporter_is_killed_mid_report_is_completed_by_the_
 
 
 async def test_state_records_that_break_the_layout_leave_reports_whole(stack, http):
-    """Hardening issue, item 3: one bad changelog record ended the reporter's state
-    following without a word, and made a restarted reporter exit."""
+    """Hardening issue, item 3: one bad changelog record must not stop the state's
+    owner; a worker recovering its state skips it, logs and counts it."""
     producer = make_producer(stack.settings)
     for table, key, value in (
         (POLLS_TABLE, b"garbage", b"x"),
@@ -176,30 +183,20 @@ async def test_state_records_that_break_the_layout_leave_reports_whole(stack, ht
         async with http.get(f"/reports/{report_id}.csv") as response:
             return await response.read()
 
-    assert await report_csv() == stack.expected_csv  # the reporter that was following
-    reporter = stack.processes["reporter"]
-    assert "skipped state record" in reporter.log_path.read_text()
-    reporter.stop()
-    # Its successor reads the changelogs from their start, and counts what it skipped.
+    assert await report_csv() == stack.expected_csv  # the worker that wrote the state
+    stack.processes["worker"].stop()
+    # Its successor recovers the state from the changelogs, bad records included.
     port = free_port()
-    stack.processes["reporter"] = ServiceProcess(
-        ["reporter"],
-        {**stack.env, "STOREMON_REPORTER_METRICS_PORT": str(port)},
+    stack.processes["worker"] = worker = ServiceProcess(
+        ["worker"],
+        {**stack.env, "STOREMON_WORKER_METRICS_PORT": str(port)},
         stack.log_dir,
-        "reporter-2",
+        "worker-2",
     )
     assert await report_csv() == stack.expected_csv
     stack.assert_running()
+    assert "skipped state record" in worker.log_path.read_text()
     async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
         metrics = await response.text()
-    assert 'storemon_reporter_reports_total{outcome="complete"} 1' in metrics
-    skipped = {
-        topic: int(count)
-        for topic, count in re.findall(
-            r'storemon_reporter_state_records_skipped_total\{topic="([^"]+)"\} (\d+)', metrics
-        )
-    }
-    assert skipped == {
-        changelog_topic(stack.settings, table): 1
-        for table in (POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE)
-    }
+    assert 'storemon_worker_state_records_skipped_total{table="polls"} 1' in metrics
+    assert 'storemon_worker_report_parts_total{outcome="computed"} 4' in metrics

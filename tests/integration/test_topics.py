@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from storemon.config import Settings
 from storemon.kafka.clients import admin_client
 from storemon.kafka.topics import (
     TOPIC_HOURS,
+    TOPIC_REPORT_TASKS,
     TOPIC_SPECS,
     TOPIC_TIMEZONES,
     TopicError,
@@ -30,9 +31,7 @@ from .services import STOREMON, service_env, settings_for
 @pytest.fixture
 def settings(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Settings]:
     """A deployment whose topics belong to operations; its topics deleted afterwards."""
-    settings = dataclasses.replace(
-        settings_for(kafka_bootstrap, topic_prefix), create_topics=False
-    )
+    settings = dataclasses.replace(settings_for(kafka_bootstrap, topic_prefix), create_topics=False)
     yield settings
     admin = admin_client(settings)
     ours = [name for name in admin.list_topics(timeout=30).topics if name.startswith(topic_prefix)]
@@ -49,8 +48,13 @@ def storemon(settings: Settings, *command: str, cwd: Path) -> subprocess.Complet
         settings.kafka_bootstrap_servers, settings.topic_prefix, STOREMON_CREATE_TOPICS="false"
     )
     return subprocess.run(
-        [*STOREMON, *command], env=environment, cwd=cwd, capture_output=True, text=True,
-        timeout=120, check=False,
+        [*STOREMON, *command],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -58,9 +62,7 @@ def test_check_names_the_missing_topic(settings: Settings):
     ensure_topics(settings, [spec for spec in TOPIC_SPECS if spec.name != TOPIC_TIMEZONES])
     with pytest.raises(TopicError) as error:
         check_topics(settings)
-    assert str(error.value).startswith(
-        f"topic {settings.topic(TOPIC_TIMEZONES)} does not exist"
-    )
+    assert str(error.value).startswith(f"topic {settings.topic(TOPIC_TIMEZONES)} does not exist")
 
 
 def test_check_refuses_a_topic_that_must_be_compacted_but_is_not(settings: Settings):
@@ -83,13 +85,29 @@ def test_check_refuses_a_topic_that_must_be_compacted_but_is_not(settings: Setti
 
 def test_check_refuses_input_topics_of_different_partition_counts(settings: Settings):
     ensure_topics(settings, [spec for spec in TOPIC_SPECS if spec.name != TOPIC_HOURS])
-    ensure_topics(
-        dataclasses.replace(settings, topic_partitions=2),
-        [spec for spec in TOPIC_SPECS if spec.name == TOPIC_HOURS],
+    # As operations might have made it, by other means than storemon's.
+    hours = settings.topic(TOPIC_HOURS)
+    admin = admin_client(settings)
+    created = admin.create_topics(
+        [
+            NewTopic(
+                hours, num_partitions=2, replication_factor=1, config={"cleanup.policy": "compact"}
+            )
+        ]
     )
+    created[hours].result(30)
     with pytest.raises(TopicError) as error:
         check_topics(settings)
-    assert f"{settings.topic(TOPIC_HOURS)} has 2" in str(error.value)
+    assert f"{hours} has 2" in str(error.value)
+
+
+def test_a_copartitioned_topic_created_late_takes_the_others_count(settings: Settings):
+    ensure_topics(settings, [spec for spec in TOPIC_SPECS if spec.name != TOPIC_REPORT_TASKS])
+    ensure_topics(dataclasses.replace(settings, topic_partitions=7))
+    tasks = settings.topic(TOPIC_REPORT_TASKS)
+    metadata = admin_client(settings).list_topics(tasks, timeout=30).topics[tasks]
+    assert len(metadata.partitions) == settings.topic_partitions
+    check_topics(settings)
 
 
 def test_check_passes_when_the_topics_are_as_storemon_needs(settings: Settings):

@@ -8,15 +8,18 @@ import json
 import re
 import signal
 import subprocess
+import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from storemon.config import Settings
 from storemon.inputs.csv_files import read_hours_csv, read_status_csv, read_timezones_csv
 from storemon.inputs.values import parse_timestamp
+from storemon.kafka.clients import make_consumer
 from storemon.kafka.offsets import end_offsets, read_range
 from storemon.kafka.topics import (
     TOPIC_HOURS,
@@ -24,12 +27,13 @@ from storemon.kafka.topics import (
     TOPIC_STATUS_DLQ,
     TOPIC_TIMEZONES,
     ensure_topics,
+    reader_group,
 )
 from storemon.messages.schedules import decode_schedule
 from storemon.messages.zones import decode_zone
 from storemon.tools import generator
 
-from ..services import STOREMON, record_count, service_env, settings_for, wait_until
+from ..services import STOREMON, record_count, service_env, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +48,25 @@ COUNTS_LINE = re.compile(
 def read_to_end(settings: Settings, topic: str) -> list[Message]:
     """Every record of `topic`, up to the end offsets of when it was called."""
     return list(read_range(settings, topic, {}, end_offsets(settings, topic)))
+
+
+def await_first_record(settings: Settings, topic: str, timeout: float) -> None:
+    """Return within milliseconds of the first record reaching `topic` (created already).
+
+    Load delivers all of this test's rows in about a second: a check every 0.2 s (and a
+    new consumer each time) let it finish before it was frozen, so that nothing was
+    left to ride through the restart. A fetch waiting on the broker answers at once.
+    """
+    with closing(
+        make_consumer(settings, reader_group(settings), **{"fetch.wait.max.ms": 5})
+    ) as consumer:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        consumer.assign(
+            [TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions]
+        )
+        deadline = time.monotonic() + timeout
+        while not consumer.consume(1, timeout=0.005):
+            assert time.monotonic() < deadline, f"no record on {topic} in {timeout:.0f} s"
 
 
 def polls_of(value: bytes) -> list[tuple[str, int, bool]]:
@@ -125,10 +148,7 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
         # the broker stopped under it and load let go on against no broker
         # while the broker starts again: whatever it had not delivered yet
         # (polls included) rides through the restart.
-        zones_topic = settings.topic(TOPIC_TIMEZONES)
-        wait_until(
-            lambda: record_count(settings, [zones_topic]) > 0, 60, "load's first zone"
-        )
+        await_first_record(settings, settings.topic(TOPIC_TIMEZONES), 60)
         load.send_signal(signal.SIGSTOP)
         status_before = record_count(settings, [status_topic])
         assert load.poll() is None, "load ended before the broker went: nothing was tested"

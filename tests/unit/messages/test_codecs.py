@@ -9,9 +9,11 @@ from storemon.inputs.values import HoursRow, Poll, RowError
 from storemon.messages.dead_letters import DLQ_RAW_CHARS, dlq_record
 from storemon.messages.polls import decode_polls, encode_poll, encode_poll_batch, poll_from_record
 from storemon.messages.report_requests import InvalidRequest, ReportRequest, new_report_id
+from storemon.messages.report_tasks import InvalidTask, ReportTask
 from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.schemas import (
     REPORT_REQUEST,
+    REPORT_TASK,
     STATUS_BATCH,
     STATUS_OBSERVATION,
     STORE_HOURS,
@@ -187,6 +189,30 @@ def test_a_report_request_round_trips_through_its_schema():
     every_store = ReportRequest(new_report_id(), now_us())
     assert json.loads(every_store.encode()).keys() == {"report_id", "requested_at"}
     assert ReportRequest.decode(every_store.encode()) == every_store
+
+
+def test_a_report_task_round_trips_through_its_schema():
+    task = ReportTask(new_report_id(), 3, 1_674_389_379_388_884, ("a", "b"))
+    value = task.encode()
+    assert schema_errors(REPORT_TASK, json.loads(value)) == []
+    assert ReportTask.decode(value) == task
+    every_store = ReportTask(new_report_id(), 0, -5)
+    assert json.loads(every_store.encode()).keys() == {"report_id", "partition", "as_of_us"}
+    assert ReportTask.decode(every_store.encode()) == every_store
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"[", "not JSON"),
+        (b'{"report_id": "%s", "partition": -1, "as_of_us": 0}' % (b"a" * 32), "partition"),
+        (b'{"report_id": "%s", "partition": 0}' % (b"a" * 32), "as_of_us: is required"),
+        (b'{"report_id": "x", "partition": 0, "as_of_us": 0}', "report_id"),
+    ],
+)
+def test_an_invalid_report_task_says_why(value, reason):
+    with pytest.raises(InvalidTask, match=reason):
+        ReportTask.decode(value)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storemon.reporter.snapshot import SnapshotBuilder
 from storemon.state.layout import (
     ACTIVE,
     INACTIVE,
@@ -19,6 +18,7 @@ from storemon.state.layout import (
     split_poll_day_key,
 )
 from storemon.state.reader import StateView
+from storemon.state.snapshot import SnapshotBuilder
 from storemon.timebase import US_PER_DAY, day_of
 
 polls_of_a_day = st.dictionaries(

@@ -250,7 +250,7 @@ class Reporter:
             # No worker has accepted a poll: the report has no rows, as the engine says.
             await self._store(report_id, f"{engine.REPORT_HEADER}\n".encode())
             return
-        wanted = self._wanted_stores(request)
+        wanted = stores_by_partition(request.store_ids, self._partitions)
         plan = await self._database(
             lambda connection: plan_report(
                 connection, report_id, datetime_from_us(as_of_us), wanted
@@ -274,17 +274,6 @@ class Reporter:
                 time.monotonic() - started,
                 extra=context,
             )
-
-    def _wanted_stores(self, request: ReportRequest) -> dict[int, tuple[str, ...] | None]:
-        """Partition -> the requested stores it holds (None: all of them)."""
-        if request.store_ids is None:
-            return dict.fromkeys(range(self._partitions))
-        by_partition: dict[int, list[str]] = {}
-        for store_id in dict.fromkeys(request.store_ids):
-            by_partition.setdefault(
-                partition_of(store_id.encode(), self._partitions), []
-            ).append(store_id)
-        return {partition: tuple(ids) for partition, ids in by_partition.items()}
 
     async def _ask_for_parts(
         self, request: ReportRequest, plan: Plan, wanted: dict[int, tuple[str, ...] | None]
@@ -364,6 +353,20 @@ class Reporter:
                     raise
                 log.warning("housekeeping: %s", _reason(exc))
             await _wait(stop, every_s)
+
+
+def stores_by_partition(
+    store_ids: tuple[str, ...] | None, partitions: int
+) -> dict[int, tuple[str, ...] | None]:
+    """State partition -> the stores asked for that it holds (None: all of its stores), for
+    the partitions a report needs: every one, or those holding `store_ids` (murmur2 of the
+    id, as producers partition it)."""
+    if store_ids is None:
+        return dict.fromkeys(range(partitions))
+    by_partition: dict[int, list[str]] = {}
+    for store_id in dict.fromkeys(store_ids):
+        by_partition.setdefault(partition_of(store_id.encode(), partitions), []).append(store_id)
+    return {partition: tuple(ids) for partition, ids in by_partition.items()}
 
 
 def _report_context(report_id: str | bytes | None) -> dict[str, str]:

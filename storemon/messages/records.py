@@ -10,15 +10,32 @@ from storemon.inputs.values import RowError, parse_store_id
 UNKNOWN_FIELD = "unknown field"
 
 
+class NotJson(ValueError):
+    """A value that is not JSON: 'not JSON: <why>'."""
+
+
+def decode_json(value: bytes | None) -> Any:
+    """The JSON value of `value`; NotJson when it is none."""
+    try:
+        return json.loads(value or b"")
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer of over 4,300 digits;
+        # RecursionError: nesting deeper than the parser goes.
+        raise NotJson(f"not JSON: {str(exc)[:200]}") from None
+
+
+def encode_json(value: dict[str, Any]) -> bytes:
+    """A record value as compact JSON."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def json_object(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise RowError("value", "is empty")
     try:
-        decoded = json.loads(value)
-    except (ValueError, RecursionError) as exc:
-        # ValueError: not UTF-8, not JSON, or an integer of over 4,300 digits;
-        # RecursionError: nesting deeper than the parser goes.
-        raise RowError("value", f"not JSON: {str(exc)[:200]}") from None
+        decoded = decode_json(value)
+    except NotJson as exc:
+        raise RowError("value", str(exc)) from None
     if not isinstance(decoded, dict):
         raise RowError("value", f"expected a JSON object, got {type(decoded).__name__}")
     return decoded

@@ -9,7 +9,6 @@ rules, so both sides agree on what a valid request is.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from storemon.inputs.values import RowError, parse_timestamp
 from storemon.messages import schemas
+from storemon.messages.records import NotJson, decode_json, encode_json
 from storemon.timebase import format_timestamp
 
 REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -70,15 +70,15 @@ class ReportRequest:
             "requested_at": format_timestamp(self.requested_at_us),
             **self.parameters(),
         }
-        return json.dumps(value, separators=(",", ":")).encode()
+        return encode_json(value)
 
     @classmethod
     def decode(cls, value: bytes | None) -> ReportRequest:
         """A request from its record value; InvalidRequest says what is wrong."""
         try:
-            decoded: Any = json.loads(value or b"")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequest(None, f"not JSON: {exc}") from None
+            decoded: Any = decode_json(value)
+        except NotJson as exc:
+            raise InvalidRequest(None, str(exc)) from None
         report_id = decoded.get("report_id") if isinstance(decoded, dict) else None
         if not (isinstance(report_id, str) and is_report_id(report_id)):
             report_id = None

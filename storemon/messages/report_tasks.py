@@ -9,11 +9,11 @@ the worker that Faust assigned state partition p also consumes task partition p.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from storemon.messages import schemas
+from storemon.messages.records import NotJson, decode_json, encode_json
 
 
 class InvalidTask(ValueError):
@@ -41,18 +41,12 @@ class ReportTask:
         }
         if self.store_ids is not None:
             value["store_ids"] = list(self.store_ids)
-        return json.dumps(value, separators=(",", ":")).encode()
+        return encode_json(value)
 
     @classmethod
     def decode(cls, value: bytes | None) -> ReportTask:
         """A task from its record value; InvalidTask says what is wrong."""
-        try:
-            decoded: Any = json.loads(value or b"")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidTask(f"not JSON: {exc}") from None
-        errors = schemas.schema_errors(schemas.REPORT_TASK, decoded)
-        if errors:
-            raise InvalidTask("; ".join(errors))
+        decoded = _valid_task_value(value)
         store_ids = decoded.get("store_ids")
         return cls(
             decoded["report_id"],
@@ -60,3 +54,16 @@ class ReportTask:
             decoded["as_of_us"],
             None if store_ids is None else tuple(store_ids),
         )
+
+
+def _valid_task_value(value: bytes | None) -> dict[str, Any]:
+    """The decoded value if it follows the schema; InvalidTask otherwise."""
+    try:
+        decoded = decode_json(value)
+    except NotJson as exc:
+        raise InvalidTask(str(exc)) from None
+    errors = schemas.schema_errors(schemas.REPORT_TASK, decoded)
+    if errors:
+        raise InvalidTask("; ".join(errors))
+    checked: dict[str, Any] = decoded
+    return checked

@@ -48,6 +48,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -177,7 +178,9 @@ def fleet(deployment: Deployment, logs: Path) -> Iterator[Fleet]:
         yield services
     finally:
         services.stop()
-        asyncio.run(drop_schema(deployment.settings))
+        # In a thread of its own: the caller may be inside an event loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, drop_schema(deployment.settings)).result()
 
 
 def prepare_state(state: StateSet, partitions: int, loaders: int) -> None:

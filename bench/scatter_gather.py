@@ -144,6 +144,8 @@ class Fleet:
                     rss = handle.memory_info().rss
                 except psutil.Error:
                     continue
+                if rss == 0:  # exited, not yet reaped
+                    continue
                 self.last[name] = rss
                 self.peak[name] = max(self.peak.get(name, 0), rss)
             self._stop.wait(SAMPLE_EVERY_S)

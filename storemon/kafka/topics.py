@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
 
 from storemon.config import Settings
@@ -89,6 +89,13 @@ def state_reader_group(settings: Settings) -> str:
 def reader_group(settings: Settings) -> str:
     """The group id of range readers (assigned partitions, no commits)."""
     return settings.topic("storemon-reader")
+
+
+def topic_exists(client: Producer | Consumer | AdminClient, topic: str, timeout: float) -> bool:
+    """Whether the broker answers within `timeout` and knows `topic` (readiness);
+    KafkaException when it does not answer."""
+    found = client.list_topics(topic, timeout).topics.get(topic)
+    return found is not None and found.error is None
 
 
 def _wanted(settings: Settings, specs: Iterable[TopicSpec]) -> dict[str, TopicSpec]:

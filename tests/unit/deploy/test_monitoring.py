@@ -188,6 +188,6 @@ def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose
 def test_the_reporter_serves_every_reporter_metric_in_the_list():
     metrics = ReporterMetrics()
     metrics.reports["complete"] += 3
-    text = metrics.render()
+    text = metrics.render(None)
     assert set(rendered_families(text)) == set(metric_names.REPORTER_METRICS)
     assert f'{metric_names.REPORTER_REPORTS}{{outcome="complete"}} 3' in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
@@ -69,6 +70,14 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 def worker_app_id(settings: Settings) -> str:
     """The Faust app id, and so the worker's consumer group and changelog prefix."""
     return settings.topic("storemon-worker")
+
+
+def worker_data_dir(settings: Settings) -> Path:
+    """Where the worker keeps Faust's data: STOREMON_WORKER_DATA_DIR, else
+    `<STOREMON_STATE_DIR>/faust/<app id>-data`. Two workers on one host need one each."""
+    if settings.worker_data_dir is not None:
+        return settings.worker_data_dir
+    return settings.state_dir / "faust" / f"{worker_app_id(settings)}-data"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:

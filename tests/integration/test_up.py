@@ -107,11 +107,13 @@ async def test_up_runs_two_workers_and_two_reporters_and_a_report_completes(stac
         "api.log", "reporter-2.log", "reporter.log", "worker-2.log", "worker.log"
     ]
 
-    stack.storemon("load", "--no-progress", *data_arguments(stack.data))
-    stack.wait_for_worker()
+    # Both workers in the group before the data comes: a rebalance while a worker is busy
+    # can leave a partition unconsumed (the faust-streaming issue of README, "Operating").
     for group in (worker_app_id(stack.settings), reporter_group(stack.settings)):
         wait_until(lambda g=group: members(stack, g) == 2, 120, f"2 members in {group}",
                    service_logs)
+    stack.storemon("load", "--no-progress", *data_arguments(stack.data))
+    stack.wait_for_worker()
     for name, port in ports.items():
         path = "/readyz" if name.startswith("reporter") else "/metrics"
         wait_until(lambda p=port, q=path: status_of(f"http://127.0.0.1:{p}{q}") == 200, 60,

@@ -405,15 +405,33 @@ def _lag(args: argparse.Namespace) -> int:
 def _add_up(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "up",
-        help="run the whole stack locally (servers, topics, worker, reporter, API)",
+        help="run the whole stack locally (servers, topics, workers, reporters, API)",
         description="Start Kafka and PostgreSQL from deploy/local unless "
                     "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name running ones, create the "
-                    "topics, run worker + reporter + API and print the API URL. Ctrl-C or "
-                    "SIGTERM stops everything it started.",
+                    "topics, run the workers, the reporters and the API, and print the API "
+                    "URL and each worker's and reporter's metrics port. Ctrl-C or SIGTERM "
+                    "stops everything it started.",
     )
     parser.add_argument("--sample", action="store_true",
                         help="also generate and load the sample data set")
+    parser.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
+                        help="worker processes (default 1); each serves /metrics on its own "
+                             "port from STOREMON_WORKER_METRICS_PORT up")
+    parser.add_argument("--reporters", type=_at_least_one, default=1, metavar="M",
+                        help="reporter processes (default 1); each serves /metrics on its own "
+                             "port from STOREMON_REPORTER_METRICS_PORT up")
     parser.set_defaults(handler=_up)
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -422,7 +440,9 @@ def _up(args: argparse.Namespace) -> int:
     from storemon.tools.stack import StackError, run_stack
 
     try:
-        return run_stack(Settings.from_env(), sample=args.sample)
+        return run_stack(
+            Settings.from_env(), sample=args.sample, workers=args.workers, reporters=args.reporters
+        )
     except (StackError, subprocess.CalledProcessError) as exc:
         raise CommandError(str(exc)) from None
 

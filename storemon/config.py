@@ -289,6 +289,9 @@ class Settings:
     #: Whether services and `storemon load` create the topics they miss (STOREMON_CREATE_TOPICS);
     #: false: they only check that the topics exist as storemon needs them.
     create_topics: bool = True
+    #: The worker's Faust data folder (STOREMON_WORKER_DATA_DIR); None: the default under
+    #: state_dir (storemon.kafka.topics.worker_data_dir). Two workers on one host need one each.
+    worker_data_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -317,6 +320,11 @@ class Settings:
             reporter_metrics_port=REPORTER_METRICS_PORT.read(),
             public_url=os.environ.get("STOREMON_PUBLIC_URL") or None,
             create_topics=CREATE_TOPICS.read(),
+            worker_data_dir=(
+                Path(os.environ["STOREMON_WORKER_DATA_DIR"])
+                if os.environ.get("STOREMON_WORKER_DATA_DIR")
+                else None
+            ),
         )
         settings.validate()
         return settings

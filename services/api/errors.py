@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from storemon.database import reports_db
+from storemon.observability.health import error_response  # shared with the reporter
 
 log = logging.getLogger("storemon.api")
 
@@ -36,18 +36,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message}, **extra}, status=status, headers=headers
-    )
 
 
 @web.middleware

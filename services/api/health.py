@@ -1,61 +1,33 @@
-"""Liveness, readiness (Kafka and PostgreSQL reachable) and Prometheus metrics."""
+"""Liveness, readiness (Kafka and PostgreSQL reachable) and Prometheus metrics.
+
+Liveness and the readiness checks are storemon/observability/health.py's, shared
+with the reporter.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-import asyncpg
 from aiohttp import web
-from confluent_kafka import KafkaException
 
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
-from storemon.api.errors import error_response
 from storemon.api.metrics import ReportFigures
 from storemon.database import reports_db
 from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
 from storemon.observability import prometheus
+from storemon.observability.health import healthz, kafka_check, postgres_check, readiness
 
 log = logging.getLogger("storemon.api")
 
-#: How long readiness waits for each server.
-READY_TIMEOUT_S = 3.0
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def _postgres_check(request: web.Request) -> str:
-    try:
-        async with reports_db.acquire(request.app[POOL], READY_TIMEOUT_S) as connection:
-            await connection.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
-    except Exception as exc:
-        # Any error of the server's, or any meaning it cannot be reached (OSError
-        # covers timeouts), such as a pooled connection its restart broke.
-        if not (isinstance(exc, asyncpg.PostgresError) or reports_db.is_unavailable(exc)):
-            raise
-        return f"unreachable: {exc or type(exc).__name__}"
-    return "ok"
-
-
-async def _kafka_check(request: web.Request) -> str:
-    topic = request.app[SETTINGS].topic(TOPIC_REPORT_REQUESTS)
-    try:
-        if not await request.app[PRODUCER].topic_exists(topic, READY_TIMEOUT_S):
-            return f"topic {topic} missing"
-    except KafkaException as exc:
-        return f"unreachable: {exc}"
-    return "ok"
-
 
 async def readyz(request: web.Request) -> web.Response:
-    postgres, kafka = await asyncio.gather(_postgres_check(request), _kafka_check(request))
-    checks = {"postgres": postgres, "kafka": kafka}
-    if postgres == kafka == "ok":
-        return web.json_response({"status": "ready", "checks": checks})
-    failing = ", ".join(f"{name} {state}" for name, state in checks.items() if state != "ok")
-    return error_response(503, "not_ready", failing, checks=checks)
+    topic = request.app[SETTINGS].topic(TOPIC_REPORT_REQUESTS)
+    postgres, kafka = await asyncio.gather(
+        postgres_check(request.app[POOL]),
+        kafka_check(request.app[PRODUCER].topic_exists, topic),
+    )
+    return readiness({"postgres": postgres, "kafka": kafka})
 
 
 async def _report_figures(request: web.Request) -> ReportFigures | None:

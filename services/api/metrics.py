@@ -14,7 +14,6 @@ source that cannot be read would give is left out, its gauge
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from storemon.config import Settings
 from storemon.database.reports_db import DurationBucket
 from storemon.kafka.lag import PartitionLag, consumer_lag
 from storemon.observability import metric_names as names
-from storemon.observability.prometheus import family, family_by_label
+from storemon.observability.prometheus import Cached, family, family_by_label, histogram
 from storemon.observability.prometheus import labels as prom_labels
 
 #: Consumer lag is read from the broker at most this often, however often it is scraped.
@@ -42,18 +41,17 @@ class Metrics:
         self.seconds: Counter[str] = Counter()
         #: "accepted" / "rejected" -> polls received on POST /events
         self.events: Counter[str] = Counter()
-        self._lag: list[PartitionLag] | None = None
-        self._lag_read_at = -LAG_MAX_AGE_S
+        self._lag: Cached[list[PartitionLag]] | None = None
 
     async def consumer_lag(self, settings: Settings) -> list[PartitionLag] | None:
         """Lag of the deployment's groups, at most LAG_MAX_AGE_S old; None if Kafka is down."""
-        if time.monotonic() - self._lag_read_at >= LAG_MAX_AGE_S:
-            try:
-                self._lag = await asyncio.to_thread(consumer_lag, settings, 3.0)
-            except (KafkaException, TimeoutError):
-                self._lag = None
-            self._lag_read_at = time.monotonic()
-        return self._lag
+        if self._lag is None:
+            self._lag = Cached(
+                lambda: asyncio.to_thread(consumer_lag, settings, 3.0),
+                (KafkaException, TimeoutError),
+                LAG_MAX_AGE_S,
+            )
+        return await self._lag.get()
 
     def render(self, reports: ReportFigures | None, lag: list[PartitionLag] | None) -> str:
         """The metrics; those of the reports left out when `reports` is None (the
@@ -109,21 +107,12 @@ def _render_reports(lines: list[str], reports: ReportFigures) -> None:
         "status",
         reports.by_status,
     )
-    family(
+    histogram(
         lines,
         names.REPORT_DURATION,
-        "histogram",
         "Seconds from a report's request to Complete, over every completed report.",
+        ((bucket.le, bucket.reports, bucket.seconds_sum) for bucket in reports.durations),
     )
-    completed = 0
-    seconds_sum = 0.0
-    for bucket in reports.durations:
-        completed += bucket.reports
-        seconds_sum += bucket.seconds_sum
-        le = "+Inf" if math.isinf(bucket.le) else repr(bucket.le)
-        lines.append(f"{names.REPORT_DURATION}_bucket{prom_labels(le=le)} {completed}")
-    lines.append(f"{names.REPORT_DURATION}_sum {seconds_sum:.6f}")
-    lines.append(f"{names.REPORT_DURATION}_count {completed}")
 
 
 def counting_middleware(metrics: Metrics) -> web.middleware:

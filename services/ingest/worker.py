@@ -35,6 +35,7 @@ from storemon.kafka.topics import (
     TOPIC_TIMEZONES,
     input_partitions,
     worker_app_id,
+    worker_data_dir,
 )
 from storemon.messages.dead_letters import dlq_record, shown_field
 from storemon.messages.polls import decode_polls
@@ -83,14 +84,15 @@ def _faust_brokers(settings: Settings) -> list[str]:
 
 def _faust_app(settings: Settings, partitions: int) -> faust.App:
     """The worker's Faust app: storemon's ids and folders, and Faust's knobs as measured."""
-    faust_dir = settings.state_dir / "faust"
-    faust_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = worker_data_dir(settings)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
         store="memory://",
-        # Faust keeps a per-app folder even with the memory store; not in the CWD.
-        datadir=str(faust_dir / f"{worker_app_id(settings)}-data"),
+        # Faust keeps a per-app folder even with the memory store; not in the CWD, and
+        # one per worker (STOREMON_WORKER_DATA_DIR) where several share a host.
+        datadir=str(data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
         # The reporter reads the changelogs directly, so no worker needs

@@ -26,7 +26,9 @@ One reporter process:
   request's offset committed;
 - every so often marks Failed the reports Running for longer than
   STOREMON_REPORT_TIMEOUT_S, and deletes the reports (and CSVs) older than
-  STOREMON_REPORT_RETENTION_DAYS.
+  STOREMON_REPORT_RETENTION_DAYS;
+- serves /healthz, /readyz (PostgreSQL and Kafka reachable, in its consumer group and
+  consuming) and /metrics on STOREMON_REPORTER_METRICS_PORT (services/reporter/metrics.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from contextlib import AsyncExitStack
 from typing import TypeVar
 
 import asyncpg
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from storemon.config import Settings
 from storemon.database import reports_db
@@ -53,11 +55,15 @@ from storemon.kafka.topics import (
     TOPIC_REPORT_TASKS,
     input_partitions,
     reporter_group,
+    topic_exists,
 )
 from storemon.messages.report_requests import InvalidRequest, ReportRequest
 from storemon.messages.report_tasks import ReportTask
+from storemon.observability.health import kafka_check, postgres_check
 from storemon.observability.logs import configure_logging
-from storemon.reporter.metrics import ReporterMetrics, serving
+from storemon.observability.prometheus import Cached
+from storemon.reporter.metrics import STATE_LAG_MAX_AGE_S, ReporterMetrics, serving
+from storemon.state.lag import StateLag, read_state_lag
 from storemon.state.newest import NewestPollReader
 from storemon.timebase import datetime_from_us, us_from_datetime
 from storemon.uptime import engine
@@ -73,6 +79,8 @@ _MAX_PART_CHECK_S = 0.25
 #: Database work that cannot reach the server is tried 7 times, pausing 0.5 s, then
 #: twice as long each time up to 8 s (about 25 s in all) before the report is given up.
 DATABASE_RETRY = RetryPolicy(is_transient=reports_db.is_unavailable)
+#: How long a /metrics scrape waits for Kafka's figures of the state (then kafka_up is 0).
+READ_STATE_LAG_TIMEOUT_S = 3.0
 
 T = TypeVar("T")
 
@@ -111,12 +119,63 @@ class Reporter:
         #: The state partitions: those of the input topics, which report-tasks shares.
         self._partitions = input_partitions(settings)
         self._consumer = Consumer(_consumer_config(settings))
+        #: Whether the consumer is a member of the reporter group with its assignment
+        #: (maybe no partition: more reporters than partitions), and polls for requests.
+        self._in_group = False
+        self._consuming = False
+        #: For /metrics only: its own consumer, so scrapes never wait for a report's reads.
+        self._lag_reader = NewestPollReader(settings)
+        self._state_lag: Cached[StateLag] = Cached(
+            lambda: asyncio.to_thread(
+                read_state_lag, settings, self._lag_reader, READ_STATE_LAG_TIMEOUT_S
+            ),
+            (KafkaException, TimeoutError, RuntimeError),
+            STATE_LAG_MAX_AGE_S,
+        )
+
+    def _joined(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._in_group = True
+
+    def _left(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._in_group = False
+
+    async def readiness_checks(self) -> dict[str, str]:
+        """/readyz: PostgreSQL and Kafka reachable, and requests being consumed."""
+        topic = self._settings.topic(TOPIC_REPORT_REQUESTS)
+
+        def tasks_topic_exists(name: str, timeout: float) -> Awaitable[bool]:
+            return asyncio.to_thread(topic_exists, self._tasks, name, timeout)
+
+        postgres, kafka = await asyncio.gather(
+            postgres_check(self._pool), kafka_check(tasks_topic_exists, topic)
+        )
+        if not self._consuming:
+            consumer = "not consuming"
+        elif not self._in_group:
+            consumer = f"not in group {reporter_group(self._settings)} (yet)"
+        else:
+            consumer = "ok"
+        return {"postgres": postgres, "kafka": kafka, "consumer": consumer}
+
+    async def metrics_text(self) -> str:
+        """/metrics: this process's figures, and the state's lag as far as Kafka answers."""
+        return self.metrics.render(await self._state_lag.get())
+
+    def close_metrics(self) -> None:
+        """Once nothing serves /metrics any more."""
+        self._lag_reader.close()
 
     async def run(self) -> None:
         """Serve requests until the stop event is set."""
         stop = self._stop
-        self._consumer.subscribe([self._settings.topic(TOPIC_REPORT_REQUESTS)])
+        self._consumer.subscribe(
+            [self._settings.topic(TOPIC_REPORT_REQUESTS)],
+            on_assign=self._joined,
+            on_revoke=self._left,
+            on_lost=self._left,
+        )
         helpers = [asyncio.create_task(self._housekeeping(stop))]
+        self._consuming = True
         try:
             while not stop.is_set():
                 message = await asyncio.to_thread(self._consumer.poll, _POLL_S)
@@ -134,6 +193,7 @@ class Reporter:
                     break
                 await asyncio.to_thread(self._commit, message)
         finally:
+            self._consuming = False
             stop.set()
             # Helpers stop at their next check; their blocking calls must end
             # before the clients they use are closed.
@@ -248,7 +308,8 @@ class Reporter:
             )
         if as_of_us is None:
             # No worker has accepted a poll: the report has no rows, as the engine says.
-            await self._store(report_id, f"{engine.REPORT_HEADER}\n".encode())
+            empty = await self._store(report_id, f"{engine.REPORT_HEADER}\n".encode())
+            self._ended(empty, started)
             return
         wanted = stores_by_partition(request.store_ids, self._partitions)
         plan = await self._database(
@@ -262,7 +323,7 @@ class Reporter:
             return
         await self._ask_for_parts(request, plan, wanted)
         stored = await self._gather(report_id, plan)
-        self.metrics.reports["skipped" if stored is None else "complete"] += 1
+        self._ended(stored, started)
         if stored is None:
             log.info("report %s ended elsewhere meanwhile", report_id, extra=context)
         else:
@@ -296,17 +357,31 @@ class Reporter:
     async def _gather(self, report_id: str, plan: Plan) -> reports_db.StoredCsv | None:
         """Wait for every planned part, then assemble the CSV; None if the report ended
         otherwise (timed out naming the missing parts, failed, done elsewhere)."""
+        try:
+            if not await self._parts_stored(report_id, plan):
+                return None
+        finally:
+            self.metrics.outstanding.pop(report_id, None)
+        return await self._database(
+            lambda connection: assemble_report(connection, report_id, engine.REPORT_HEADER),
+            "assembling the report",
+        )
+
+    async def _parts_stored(self, report_id: str, plan: Plan) -> bool:
+        """Wait until every planned part is stored (True) or the report ended (False)."""
         pause_s = _FIRST_PART_CHECK_S
         timeout_s = self._settings.report_timeout_s
+        planned = set(plan.partitions)
         while True:
             progress = await self._database(
                 lambda connection: report_progress(connection, report_id, timeout_s),
                 "reading the report's parts",
             )
+            self.metrics.outstanding[report_id] = len(planned - progress.stored)
             if not progress.running:
-                return None
-            if progress.stored >= set(plan.partitions):
-                break
+                return False
+            if progress.stored >= planned:
+                return True
             if progress.overdue:
                 await self._database(
                     lambda connection: reports_db.fail_overdue(connection, timeout_s, report_id),
@@ -317,19 +392,22 @@ class Reporter:
             if self._stop.is_set():
                 raise DatabaseUnavailable("stopping before the report's parts were in")
             pause_s = min(2 * pause_s, _MAX_PART_CHECK_S)
-        return await self._database(
-            lambda connection: assemble_report(connection, report_id, engine.REPORT_HEADER),
-            "assembling the report",
-        )
 
-    async def _store(self, report_id: str, csv: bytes) -> None:
-        stored = await self._database(
+    async def _store(self, report_id: str, csv: bytes) -> reports_db.StoredCsv | None:
+        return await self._database(
             lambda connection: reports_db.complete_report(
                 connection, report_id, csv, row_count=0, as_of=None, state_offsets={}
             ),
             "storing the report",
         )
-        self.metrics.reports["skipped" if stored is None else "complete"] += 1
+
+    def _ended(self, stored: reports_db.StoredCsv | None, started: float) -> None:
+        """Count a report completed here (`stored`, planned at `started`) or ended elsewhere."""
+        if stored is None:
+            self.metrics.reports["skipped"] += 1
+        else:
+            self.metrics.reports["complete"] += 1
+            self.metrics.durations.observe(time.monotonic() - started)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Time out reports stuck Running; delete reports past their retention."""
@@ -405,13 +483,26 @@ async def serve(settings: Settings) -> None:
     pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=4)
     try:
         reporter = Reporter(settings, pool, stop)
-        async with AsyncExitStack() as serving_metrics:
-            if settings.reporter_metrics_port:
-                await serving_metrics.enter_async_context(
-                    serving(reporter.metrics, settings.api_host, settings.reporter_metrics_port)
-                )
-            log.info("reporter started (group %s)", reporter_group(settings))
-            await reporter.run()
+        try:
+            async with AsyncExitStack() as http:
+                if settings.reporter_metrics_port:
+                    await http.enter_async_context(
+                        serving(
+                            settings.api_host,
+                            settings.reporter_metrics_port,
+                            reporter.metrics_text,
+                            reporter.readiness_checks,
+                        )
+                    )
+                    log.info(
+                        "reporter serving /healthz, /readyz and /metrics on http://%s:%d",
+                        settings.api_host,
+                        settings.reporter_metrics_port,
+                    )
+                log.info("reporter started (group %s)", reporter_group(settings))
+                await reporter.run()
+        finally:
+            reporter.close_metrics()
     finally:
         await pool.close()
 

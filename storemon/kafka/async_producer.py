@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from storemon.config import Settings
 from storemon.kafka.clients import make_producer
+from storemon.kafka.topics import topic_exists
 
 #: A request waits at most this long for the broker before it is answered 503.
 DELIVERY_TIMEOUT_MS = 15_000
@@ -153,9 +154,7 @@ class AsyncProducer:
 
     async def topic_exists(self, topic: str, timeout: float) -> bool:
         """Whether the broker answers and knows `topic` (readiness)."""
-        metadata = await asyncio.to_thread(self._producer.list_topics, topic, timeout)
-        found = metadata.topics.get(topic)
-        return found is not None and found.error is None
+        return await asyncio.to_thread(topic_exists, self._producer, topic, timeout)
 
     async def close(self) -> None:
         """Deliver what is queued (a few seconds at most), then stop."""

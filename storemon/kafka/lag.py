@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -81,9 +82,18 @@ def _committed_offsets(
     return {(tp.topic, tp.partition): tp.offset for tp in answer}
 
 
-def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag]:
-    """Lag per group, topic and partition; a group that committed nothing owes its backlog."""
-    groups = deployment_groups(settings)
+def consumer_lag(
+    settings: Settings, timeout: float = 10.0, only: Collection[str] | None = None
+) -> list[PartitionLag]:
+    """Lag per group, topic and partition; a group that committed nothing owes its backlog.
+
+    Every group of the deployment, or those named in `only`.
+    """
+    groups = {
+        group: topics
+        for group, topics in deployment_groups(settings).items()
+        if only is None or group in only
+    }
     watermarks = make_consumer(settings, reader_group(settings))
     try:
         metadata = watermarks.list_topics(timeout=timeout)

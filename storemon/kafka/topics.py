@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
 
 from storemon.config import Settings
@@ -71,6 +72,14 @@ def worker_app_id(settings: Settings) -> str:
     return settings.topic("storemon-worker")
 
 
+def worker_data_dir(settings: Settings) -> Path:
+    """Where the worker keeps Faust's data: STOREMON_WORKER_DATA_DIR, else
+    `<STOREMON_STATE_DIR>/faust/<app id>-data`. Two workers on one host need one each."""
+    if settings.worker_data_dir is not None:
+        return settings.worker_data_dir
+    return settings.state_dir / "faust" / f"{worker_app_id(settings)}-data"
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     """The compacted topic behind one of the worker's tables."""
     return f"{worker_app_id(settings)}-{table}-changelog"
@@ -89,6 +98,13 @@ def state_reader_group(settings: Settings) -> str:
 def reader_group(settings: Settings) -> str:
     """The group id of range readers (assigned partitions, no commits)."""
     return settings.topic("storemon-reader")
+
+
+def topic_exists(client: Producer | Consumer | AdminClient, topic: str, timeout: float) -> bool:
+    """Whether the broker answers within `timeout` and knows `topic` (readiness);
+    KafkaException when it does not answer."""
+    found = client.list_topics(topic, timeout).topics.get(topic)
+    return found is not None and found.error is None
 
 
 def _wanted(settings: Settings, specs: Iterable[TopicSpec]) -> dict[str, TopicSpec]:

@@ -49,7 +49,26 @@ WORKER_METRICS = (
     WORKER_REPORT_PARTS,
 )
 
-# The reporter, GET /metrics on STOREMON_REPORTER_METRICS_PORT (9102): per process.
+# The reporter, GET /metrics on STOREMON_REPORTER_METRICS_PORT (9102). Its own work, per
+# process (sum over reporters):
 REPORTER_REPORTS = "storemon_reporter_reports_total"
+REPORTER_REPORTS_GATHERING = "storemon_reporter_reports_gathering"
+REPORTER_PARTS_OUTSTANDING = "storemon_reporter_parts_outstanding"
+REPORTER_REPORT_DURATION = "storemon_reporter_report_duration_seconds"
+# and how far each state partition's owner is behind, read from Kafka: the same on every
+# reporter (take the max, not the sum).
+REPORTER_KAFKA_UP = "storemon_reporter_kafka_up"
+STATE_LAG_RECORDS = "storemon_state_lag_records"
+STATE_LAG_SECONDS = "storemon_state_lag_seconds"
+STATE_NEWEST_POLL = "storemon_state_newest_poll_seconds"
 
-REPORTER_METRICS = (REPORTER_REPORTS,)
+REPORTER_METRICS = (
+    REPORTER_REPORTS,
+    REPORTER_REPORTS_GATHERING,
+    REPORTER_PARTS_OUTSTANDING,
+    REPORTER_REPORT_DURATION,
+    REPORTER_KAFKA_UP,
+    STATE_LAG_RECORDS,
+    STATE_LAG_SECONDS,
+    STATE_NEWEST_POLL,
+)

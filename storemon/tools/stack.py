@@ -1,7 +1,13 @@
 """`storemon up`: the whole stack on this machine, stopped again with Ctrl-C / SIGTERM.
 
 Servers come from deploy/local unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
-name running ones; the services are this package's own processes.
+name running ones; the services are this package's own processes: `--workers N`
+workers and `--reporters M` reporters (1 each by default) and the API. Each worker
+and reporter serves its metrics on its own port: the first on
+STOREMON_WORKER_METRICS_PORT / STOREMON_REPORTER_METRICS_PORT, each next one on the
+next port no other service of the stack has (0: none serves metrics). Each worker
+past the first keeps Faust's data in a folder of its own
+(STOREMON_WORKER_DATA_DIR, the default folder with `-<n>` added).
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from types import FrameType
 
 from storemon.config import REPO_ROOT, Settings
-from storemon.kafka.topics import ensure_topics
+from storemon.kafka.topics import ensure_topics, worker_data_dir
 
 LOCAL_SERVERS = REPO_ROOT / "deploy" / "local"
-SERVICES = ("worker", "reporter", "api")
 STOREMON = [sys.executable, "-m", "storemon.cli"]
+MAX_PORT = 65535
 
 
 class StackError(RuntimeError):
@@ -52,6 +59,74 @@ def start_servers() -> list[str]:
 def stop_servers(started: list[str]) -> None:
     for name in reversed(started):
         _server_script(name, "stop")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One process of the stack: its name (and log file's), command, own environment."""
+
+    name: str
+    command: str
+    env: dict[str, str] = field(default_factory=dict)
+    #: Where it serves /metrics (None: the API, on its own port; 0: nowhere).
+    metrics_port: int | None = None
+
+
+def metrics_ports(first: int, count: int, taken: set[int]) -> list[int]:
+    """`count` ports from `first` up, skipping those in `taken` (to which they are added);
+    all 0 when `first` is 0 (no metrics)."""
+    if first == 0:
+        return [0] * count
+    ports: list[int] = []
+    candidate = first
+    while len(ports) < count:
+        while candidate in taken:
+            candidate += 1
+        if candidate > MAX_PORT:
+            raise StackError(f"no metrics port left above {first} for {count} processes")
+        ports.append(candidate)
+        taken.add(candidate)
+        candidate += 1
+    return ports
+
+
+def _numbered(kind: str, number: int) -> str:
+    """`worker`, `worker-2`, ...: the first keeps the plain name (and log file)."""
+    return kind if number == 1 else f"{kind}-{number}"
+
+
+def plan_services(settings: Settings, workers: int, reporters: int) -> list[ServiceSpec]:
+    """The stack's processes: `workers` workers, `reporters` reporters, then the API."""
+    if workers < 1 or reporters < 1:
+        raise StackError("--workers and --reporters must be at least 1")
+    worker_base, reporter_base = settings.worker_metrics_port, settings.reporter_metrics_port
+    taken = {settings.api_port, reporter_base} - {worker_base}
+    worker_ports = metrics_ports(worker_base, workers, taken)
+    reporter_ports = metrics_ports(reporter_base, reporters, {settings.api_port, *worker_ports})
+    specs = []
+    for number, port in enumerate(worker_ports, 1):
+        env = {"STOREMON_WORKER_METRICS_PORT": str(port)}
+        if number > 1:
+            env["STOREMON_WORKER_DATA_DIR"] = f"{worker_data_dir(settings)}-{number}"
+        specs.append(ServiceSpec(_numbered("worker", number), "worker", env, port))
+    for number, port in enumerate(reporter_ports, 1):
+        env = {"STOREMON_REPORTER_METRICS_PORT": str(port)}
+        specs.append(ServiceSpec(_numbered("reporter", number), "reporter", env, port))
+    specs.append(ServiceSpec("api", "api"))
+    return specs
+
+
+def describe(specs: list[ServiceSpec], host: str) -> str:
+    """One line per worker and reporter: where it serves its metrics."""
+    lines = []
+    for spec in specs:
+        if spec.metrics_port is None:
+            continue
+        where = (
+            f"http://{host}:{spec.metrics_port}/metrics" if spec.metrics_port else "no metrics"
+        )
+        lines.append(f"  {spec.name + ':':<12} {where}")
+    return "\n".join(lines)
 
 
 def _api_answers(url: str) -> bool:
@@ -90,8 +165,9 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def run_stack(settings: Settings, sample: bool) -> int:
+def run_stack(settings: Settings, sample: bool, workers: int = 1, reporters: int = 1) -> int:
     """Bring everything up, wait for Ctrl-C / SIGTERM or a service dying, stop it all."""
+    specs = plan_services(settings, workers, reporters)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     log_dir = settings.state_dir / "logs"
@@ -102,10 +178,13 @@ def run_stack(settings: Settings, sample: bool) -> int:
     try:
         started = start_servers()
         ensure_topics(settings)
-        for name in SERVICES:
-            log = (log_dir / f"{name}.log").open("ab")
-            services[name] = subprocess.Popen(
-                [*STOREMON, name], stdout=log, stderr=subprocess.STDOUT
+        for spec in specs:
+            log = (log_dir / f"{spec.name}.log").open("ab")
+            services[spec.name] = subprocess.Popen(
+                [*STOREMON, spec.command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **spec.env},
             )
         deadline = time.monotonic() + 60
         while not _api_answers(url):
@@ -122,6 +201,8 @@ def run_stack(settings: Settings, sample: bool) -> int:
             f"  trigger a report:  curl -X POST {url}/trigger_report\n"
             f"  fetch it:          curl -OJ '{url}/get_report?report_id=<report_id>'\n"
             f"  consumer lag:      storemon lag\n"
+            f"{workers} worker(s) and {reporters} reporter(s), serving /metrics at:\n"
+            f"{describe(specs, settings.api_host)}\n"
             "Ctrl-C stops everything started here.",
             flush=True,
         )

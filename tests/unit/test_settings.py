@@ -206,3 +206,15 @@ def test_the_settings_find_the_local_passfile_in_the_state_folder(
     assert Settings.from_env().database_url == (
         f"{DEFAULT_DATABASE_URL}?passfile={tmp_path}/postgres/pgpass"
     )
+
+
+def test_the_worker_keeps_faust_data_in_its_setting_else_under_the_state_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from storemon.kafka.topics import worker_data_dir
+
+    monkeypatch.setenv("STOREMON_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("STOREMON_TOPIC_PREFIX", "a-")
+    assert worker_data_dir(Settings.from_env()) == tmp_path / "faust" / "a-storemon-worker-data"
+    monkeypatch.setenv("STOREMON_WORKER_DATA_DIR", str(tmp_path / "w2"))
+    assert worker_data_dir(Settings.from_env()) == tmp_path / "w2"

@@ -97,7 +97,11 @@ def test_the_dashboard_is_importable_and_every_panel_queries_prometheus(dashboar
 
 
 def test_every_metric_the_dashboard_asks_for_is_one_the_code_emits(dashboard):
-    emitted = {*metric_names.API_METRICS, *metric_names.WORKER_METRICS}
+    emitted = {
+        *metric_names.API_METRICS,
+        *metric_names.WORKER_METRICS,
+        *metric_names.REPORTER_METRICS,
+    }
     used = {
         family(name, emitted)
         for expr in expressions(dashboard)
@@ -113,6 +117,7 @@ def test_every_metric_the_dashboard_asks_for_is_one_the_code_emits(dashboard):
         metric_names.WORKER_EVENTS,
         metric_names.WORKER_STORES,
         metric_names.WORKER_POLLS,
+        metric_names.STATE_LAG_SECONDS,
     } <= used
 
 
@@ -188,6 +193,6 @@ def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose
 def test_the_reporter_serves_every_reporter_metric_in_the_list():
     metrics = ReporterMetrics()
     metrics.reports["complete"] += 3
-    text = metrics.render()
+    text = metrics.render(None)
     assert set(rendered_families(text)) == set(metric_names.REPORTER_METRICS)
     assert f'{metric_names.REPORTER_REPORTS}{{outcome="complete"}} 3' in text

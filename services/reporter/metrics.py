@@ -34,6 +34,8 @@ class ReporterMetrics:
         self.reports: Counter[str] = Counter()
         #: report id -> its planned parts not stored yet, for the reports being gathered
         self.outstanding: dict[str, int] = {}
+        #: Tasks sent again for parts still missing after a while.
+        self.reasked_parts = 0
         #: Seconds from planning a report to its Complete, for those completed here.
         self.durations = Histogram(REPORT_DURATION_BUCKETS_S)
 
@@ -55,6 +57,14 @@ class ReporterMetrics:
             "Reports this reporter is waiting on parts of.",
         )
         lines.append(f"{names.REPORTER_REPORTS_GATHERING} {len(self.outstanding)}")
+        family(
+            lines,
+            names.REPORTER_PARTS_REASKED,
+            "counter",
+            "Report tasks sent again because their part was still missing after a while"
+            " (a task lost to its owner in a rebalance, or an owner behind or gone).",
+        )
+        lines.append(f"{names.REPORTER_PARTS_REASKED} {self.reasked_parts}")
         family(
             lines,
             names.REPORTER_PARTS_OUTSTANDING,

@@ -76,6 +76,12 @@ _POLL_S = 0.5
 #: Pauses between two looks at a report's parts: short at first, for quick reports.
 _FIRST_PART_CHECK_S = 0.01
 _MAX_PART_CHECK_S = 0.25
+#: A part not stored this long after its task was sent is asked for again, then after
+#: twice as long, up to the most: a task can be lost to its owner in a rebalance
+#: (faust-streaming drops a fetched but unprocessed record of a partition whose group
+#: offset was never committed), and a duplicate part is harmless.
+_FIRST_REASK_S = 5.0
+_MAX_REASK_S = 60.0
 #: Database work that cannot reach the server is tried 7 times, pausing 0.5 s, then
 #: twice as long each time up to 8 s (about 25 s in all) before the report is given up.
 DATABASE_RETRY = RetryPolicy(is_transient=reports_db.is_unavailable)
@@ -321,8 +327,13 @@ class Reporter:
         if plan is None:
             self.metrics.reports["skipped"] += 1
             return
-        await self._ask_for_parts(request, plan, wanted)
-        stored = await self._gather(report_id, plan)
+        asked = plan.partitions
+        await self._ask_for_parts(request, plan, wanted, set(asked))
+        stored = await self._gather(
+            report_id,
+            plan,
+            lambda missing: self._ask_for_parts(request, plan, wanted, missing),
+        )
         self._ended(stored, started)
         if stored is None:
             log.info("report %s ended elsewhere meanwhile", report_id, extra=context)
@@ -337,15 +348,19 @@ class Reporter:
             )
 
     async def _ask_for_parts(
-        self, request: ReportRequest, plan: Plan, wanted: dict[int, tuple[str, ...] | None]
+        self,
+        request: ReportRequest,
+        plan: Plan,
+        wanted: dict[int, tuple[str, ...] | None],
+        partitions: set[int],
     ) -> None:
-        """One task per planned partition whose part is not stored yet."""
+        """One task for each of `partitions` whose part is not stored yet."""
         progress = await self._database(
             lambda connection: report_progress(connection, request.report_id, 0),
             "reading the report's parts",
         )
         as_of_us = us_from_datetime(plan.as_of)
-        for partition in sorted(set(plan.partitions) - progress.stored):
+        for partition in sorted(partitions - progress.stored):
             task = ReportTask(request.report_id, partition, as_of_us, wanted.get(partition))
             self._tasks.produce(
                 self._tasks_topic, task.encode(), request.report_id.encode(), partition=partition
@@ -354,11 +369,14 @@ class Reporter:
         if undelivered:
             raise RuntimeError(f"{undelivered} report tasks not delivered to Kafka in 30 s")
 
-    async def _gather(self, report_id: str, plan: Plan) -> reports_db.StoredCsv | None:
-        """Wait for every planned part, then assemble the CSV; None if the report ended
-        otherwise (timed out naming the missing parts, failed, done elsewhere)."""
+    async def _gather(
+        self, report_id: str, plan: Plan, ask_again: Callable[[set[int]], Awaitable[None]]
+    ) -> reports_db.StoredCsv | None:
+        """Wait for every planned part (asking again for the late ones), then assemble the
+        CSV; None if the report ended otherwise (timed out naming the missing parts,
+        failed, done elsewhere)."""
         try:
-            if not await self._parts_stored(report_id, plan):
+            if not await self._parts_stored(report_id, plan, ask_again):
                 return None
         finally:
             self.metrics.outstanding.pop(report_id, None)
@@ -367,11 +385,15 @@ class Reporter:
             "assembling the report",
         )
 
-    async def _parts_stored(self, report_id: str, plan: Plan) -> bool:
+    async def _parts_stored(
+        self, report_id: str, plan: Plan, ask_again: Callable[[set[int]], Awaitable[None]]
+    ) -> bool:
         """Wait until every planned part is stored (True) or the report ended (False)."""
         pause_s = _FIRST_PART_CHECK_S
         timeout_s = self._settings.report_timeout_s
         planned = set(plan.partitions)
+        reask_s = _FIRST_REASK_S
+        reask_at = time.monotonic() + reask_s
         while True:
             progress = await self._database(
                 lambda connection: report_progress(connection, report_id, timeout_s),
@@ -388,6 +410,19 @@ class Reporter:
                     "timing the report out",
                 )
                 continue
+            if time.monotonic() >= reask_at:
+                missing = planned - progress.stored
+                log.info(
+                    "report %s: no part from partition(s) %s after %.0f s: asked again",
+                    report_id,
+                    ", ".join(map(str, sorted(missing))),
+                    reask_s,
+                    extra=_report_context(report_id),
+                )
+                self.metrics.reasked_parts += len(missing)
+                await ask_again(missing)
+                reask_s = min(2 * reask_s, _MAX_REASK_S)
+                reask_at = time.monotonic() + reask_s
             await _wait(self._stop, pause_s)
             if self._stop.is_set():
                 raise DatabaseUnavailable("stopping before the report's parts were in")

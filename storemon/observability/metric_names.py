@@ -54,6 +54,7 @@ WORKER_METRICS = (
 REPORTER_REPORTS = "storemon_reporter_reports_total"
 REPORTER_REPORTS_GATHERING = "storemon_reporter_reports_gathering"
 REPORTER_PARTS_OUTSTANDING = "storemon_reporter_parts_outstanding"
+REPORTER_PARTS_REASKED = "storemon_reporter_parts_reasked_total"
 REPORTER_REPORT_DURATION = "storemon_reporter_report_duration_seconds"
 # and how far each state partition's owner is behind, read from Kafka: the same on every
 # reporter (take the max, not the sum).
@@ -66,6 +67,7 @@ REPORTER_METRICS = (
     REPORTER_REPORTS,
     REPORTER_REPORTS_GATHERING,
     REPORTER_PARTS_OUTSTANDING,
+    REPORTER_PARTS_REASKED,
     REPORTER_REPORT_DURATION,
     REPORTER_KAFKA_UP,
     STATE_LAG_RECORDS,

@@ -204,3 +204,34 @@ async def test_parts_that_never_come_fail_the_report_naming_them_and_leave_nothi
     set_workers(stack, 1)
     next_id = await trigger(http)
     assert await report_csv(http, stack, next_id) == stack.expected_csv
+
+
+async def test_a_report_asked_while_owners_join_a_new_deployment_completes(
+    kafka_bootstrap, postgres_dsn, tmp_path
+):
+    """A task fetched but not processed before a rebalance, on a partition where the worker
+    group had never committed an offset, was never processed (faust-streaming): the report
+    stayed Running until it timed out. The reporter now asks again for late parts."""
+    fresh = Stack.create(kafka_bootstrap, postgres_dsn, tmp_path, stores=600, seed=31)
+    try:
+        fresh.storemon("load", "--no-progress", *data_arguments(fresh.data))
+        fresh.start("worker-1", "worker")
+        fresh.wait_for_worker()
+        fresh.processes.pop("worker-1").stop()
+        fresh.start("reporter", "reporter")
+        fresh.start("api", "api")
+        wait_until(lambda: api_ready(fresh.api_url), 60, "the API to be ready", fresh.logs)
+        async with aiohttp.ClientSession(fresh.api_url) as http:
+            for name in ("worker-1", "worker-2", "worker-3"):  # recovering, rebalancing
+                fresh.start(name, "worker")
+            report_id = await trigger(http)
+
+            async def ended() -> dict | None:
+                report = await report_json(http, report_id)
+                return None if report["status"] == "Running" else report
+
+            report = await eventually(ended, 90, "the report to end", fresh)
+            assert report["status"] == "Complete", report
+            assert await report_csv(http, fresh, report_id) == fresh.expected_csv
+    finally:
+        await asyncio.to_thread(fresh.close)

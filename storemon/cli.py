@@ -17,7 +17,8 @@ import functools
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,10 @@ def _say(message: str) -> None:
 
 
 def _add_report_csv(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "report-csv",
+        _report_csv,
         help="the uptime report from CSV files, without any service",
         description="Compute the store uptime report (report-semantics.md) from CSV files.",
     )
@@ -71,7 +74,6 @@ def _add_report_csv(subcommands: Any) -> None:
                         help="write the CSV here instead of to standard output")
     parser.add_argument("--strict", action="store_true",
                         help="fail on the first bad input row instead of skipping it")
-    parser.set_defaults(handler=_report_csv)
 
 
 def tune_memory_for_batch() -> None:
@@ -160,8 +162,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _add_generate(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "generate",
+        _generate,
         help="write a synthetic data set (benchmark scale or the small sample)",
         description="Write store_status.csv, menu_hours.csv and timezones.csv to a folder: "
                     "the real Loop stores' hours and zones when ../shared/data/loop-2023 "
@@ -176,7 +180,6 @@ def _add_generate(subcommands: Any) -> None:
                         help="the small sample set that `storemon up --sample` loads")
     parser.add_argument("--synthetic", action="store_true",
                         help="generate every store's hours and zone, even with Loop data")
-    parser.set_defaults(handler=_generate)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -219,8 +222,10 @@ def _loglevel(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _add_create_topics(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "create-topics",
+        _create_topics,
         help="create the deployment's topics (idempotent)",
         description="Create the topics of system.md with their cleanup policies, named with "
                     "STOREMON_TOPIC_PREFIX; partitions and replication from "
@@ -229,11 +234,10 @@ def _add_create_topics(subcommands: Any) -> None:
     )
     parser.add_argument("--dry-run", action="store_true",
                         help="print the topics it would create, one a line, and create none")
-    parser.set_defaults(handler=_create_topics)
 
 
 def _create_topics(args: argparse.Namespace) -> int:
-    from storemon.kafka.topics import TopicError, ensure_topics, missing_topics
+    from storemon.kafka.topics import ensure_topics, missing_topics
 
     settings = Settings.from_env()
     if args.dry_run:
@@ -249,17 +253,17 @@ def _create_topics(args: argparse.Namespace) -> int:
             if missing else "dry run: all topics already exist"
         )
         return 0
-    try:
+    with _topic_errors():
         created = ensure_topics(settings)
-    except TopicError as exc:
-        raise CommandError(str(exc)) from None
     _say(f"created {', '.join(created)}" if created else "all topics already exist")
     return 0
 
 
 def _add_load(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "load",
+        _load,
         help="bulk-produce CSV files into the input topics",
         description="Validate CSV rows and produce them keyed by store_id: polls to "
                     "store-status, each store's whole schedule to store-hours, zones to "
@@ -270,7 +274,6 @@ def _add_load(subcommands: Any) -> None:
     parser.add_argument("--hours", type=Path, metavar="F", help="business hours CSV")
     parser.add_argument("--timezones", type=Path, metavar="F", help="store zones CSV")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_load)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -299,12 +302,30 @@ def _load(args: argparse.Namespace) -> int:
 def _prepare_topics(settings: Settings) -> None:
     """Create the missing topics, or with STOREMON_CREATE_TOPICS=false check them: a
     problem ends the command with one line."""
-    from storemon.kafka.topics import TopicError, prepare_topics
+    from storemon.kafka.topics import prepare_topics
+
+    with _topic_errors():
+        prepare_topics(settings)
+
+
+@contextmanager
+def _topic_errors() -> Iterator[None]:
+    """A TopicError (topics not as storemon needs them) ends the command with its line."""
+    from storemon.kafka.topics import TopicError
 
     try:
-        prepare_topics(settings)
+        yield
     except TopicError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _command(
+    subcommands: Any, name: str, handler: Callable[..., int], **parser_options: Any
+) -> argparse.ArgumentParser:
+    """A subcommand's parser, run by `handler(args)`."""
+    parser: argparse.ArgumentParser = subcommands.add_parser(name, **parser_options)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 @dataclass(frozen=True)
@@ -342,31 +363,32 @@ SERVICES = (
 
 def _add_services(subcommands: Any) -> None:
     for service in SERVICES:
-        parser = subcommands.add_parser(
-            service.name, help=service.help, description=service.description
+        parser = _command(
+            subcommands,
+            service.name,
+            functools.partial(_run_service, service),
+            help=service.help,
+            description=service.description,
         )
         _add_loglevel(parser)
-        parser.set_defaults(handler=functools.partial(_run_service, service))
 
 
 def _run_service(service: Service, args: argparse.Namespace) -> int:
     # Imported here: each command pays only for its own imports.
-    from storemon.kafka.topics import TopicError
-
     run = getattr(importlib.import_module(service.module), service.function)
     settings = Settings.from_env()
     _prepare_topics(settings)
-    try:
+    with _topic_errors():  # the worker checks its input topics are co-partitioned
         run(settings, loglevel=_loglevel(args, settings))
-    except TopicError as exc:  # the worker checks its input topics are co-partitioned
-        raise CommandError(str(exc)) from None
     return 0
 
 
 
 def _add_lag(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "lag",
+        _lag,
         help="consumer lag per group, topic and partition",
         description="For every consumer group of the deployment (worker, reporter): the "
                     "committed offset, end offset and lag per topic partition. A group that "
@@ -377,7 +399,6 @@ def _add_lag(subcommands: Any) -> None:
                         help="refresh in place every SECONDS (default 2) until Ctrl-C")
     parser.add_argument("--max-lag", type=int, metavar="N",
                         help="exit with status 3 when the total lag exceeds N")
-    parser.set_defaults(handler=_lag)
 
 
 def _lag(args: argparse.Namespace) -> int:
@@ -403,8 +424,10 @@ def _lag(args: argparse.Namespace) -> int:
 
 
 def _add_up(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    parser = _command(
+        subcommands,
         "up",
+        _up,
         help="run the whole stack locally (servers, topics, workers, reporters, API)",
         description="Start Kafka and PostgreSQL from deploy/local unless "
                     "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name running ones, create the "
@@ -420,7 +443,6 @@ def _add_up(subcommands: Any) -> None:
     parser.add_argument("--reporters", type=_at_least_one, default=1, metavar="M",
                         help="reporter processes (default 1); each serves /metrics on its own "
                              "port from STOREMON_REPORTER_METRICS_PORT up")
-    parser.set_defaults(handler=_up)
 
 
 def _at_least_one(text: str) -> int:

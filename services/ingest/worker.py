@@ -258,8 +258,8 @@ def create_app(settings: Settings) -> faust.App:
                 poll_days[write.key] = write.value
                 newest_us = latest_timestamp_us(write.value)
                 retention.add(partition, store_id, write.day, write.key, newest_us)
-                newest_after = max(newest_us, newest_after or newest_us)
-            if newest_after != newest_before and newest_after is not None:
+                newest_after = newest_us if newest_after is None else max(newest_after, newest_us)
+            if newest_after is not None and newest_after != newest_before:
                 # In this event's partition: a report's default as_of is read from here.
                 newest_poll[newest_key] = encode_newest_poll(newest_after)
             for expired in (

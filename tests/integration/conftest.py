@@ -19,7 +19,7 @@ from storemon.database import reports_db
 from storemon.kafka.topics import ensure_topics
 
 from .api_process import ApiStarter, call
-from .services import ServiceProcess, free_port, service_env, settings_for, wait_until
+from .services import ServiceProcess, deployment_env, free_port, settings_for, wait_until
 
 
 @pytest.fixture
@@ -97,15 +97,7 @@ def api_process(report_settings: Settings, pool, tmp_path: Path) -> Iterator[Api
 
     def start(**env: str) -> str:
         port = free_port()
-        environment = service_env(
-            report_settings.kafka_bootstrap_servers,
-            report_settings.topic_prefix,
-            DATABASE_URL=report_settings.database_url,
-            STOREMON_DB_SCHEMA=report_settings.db_schema,
-            STOREMON_API_HOST="127.0.0.1",
-            STOREMON_API_PORT=str(port),
-            **env,
-        )
+        environment = deployment_env(report_settings, STOREMON_API_PORT=str(port), **env)
         # Only the tokens the test gives: none inherited from the environment.
         for name in API_TOKEN_VARIABLES:
             if name not in env:

@@ -47,6 +47,19 @@ def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, st
     return env
 
 
+def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a service of the test deployment `settings` describes: its
+    broker and topic prefix, database and schema, listening on loopback only."""
+    return service_env(
+        settings.kafka_bootstrap_servers,
+        settings.topic_prefix,
+        DATABASE_URL=settings.database_url,
+        STOREMON_DB_SCHEMA=settings.db_schema,
+        STOREMON_API_HOST="127.0.0.1",
+        **extra,
+    )
+
+
 def settings_for(kafka_bootstrap: str, prefix: str) -> Settings:
     return replace(
         Settings.from_env(),

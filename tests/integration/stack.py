@@ -28,8 +28,8 @@ from .conftest import drop_report_schema
 from .services import (
     STOREMON,
     ServiceProcess,
+    deployment_env,
     free_port,
-    service_env,
     settings_for,
     wait_until,
     worker_lag,
@@ -84,15 +84,7 @@ class Stack:
             db_schema=f"t_{uuid.uuid4().hex[:12]}",
         )
         port = free_port()
-        service_environment = service_env(
-            kafka_bootstrap,
-            prefix,
-            DATABASE_URL=database_url,
-            STOREMON_DB_SCHEMA=settings.db_schema,
-            STOREMON_API_HOST="127.0.0.1",
-            STOREMON_API_PORT=str(port),
-            **env,
-        )
+        service_environment = deployment_env(settings, STOREMON_API_PORT=str(port), **env)
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         data = generator.generate_dataset(workdir / "data", stores=stores, seed=seed)
         expected_csv = run_storemon(["report-csv", *data_arguments(data)], service_environment)

@@ -77,6 +77,7 @@ from .conftest import drop_report_schema
 from .services import (
     ServiceProcess,
     StateProbe,
+    deployment_env,
     free_port,
     run_load,
     service_env,
@@ -201,14 +202,7 @@ def api(kafka_bootstrap, postgres_dsn, tmp_path_factory) -> Iterator[Api]:
         db_schema=f"t_{uuid.uuid4().hex[:12]}",
     )
     ensure_topics(settings)
-    env = service_env(
-        kafka_bootstrap,
-        prefix,
-        DATABASE_URL=postgres_dsn,
-        STOREMON_DB_SCHEMA=settings.db_schema,
-        STOREMON_API_HOST="127.0.0.1",
-        STOREMON_API_PORT=str(port),
-    )
+    env = deployment_env(settings, STOREMON_API_PORT=str(port))
     process = ServiceProcess(["api"], env, tmp_path_factory.mktemp("fuzz-api"), "api")
     service = Api(settings, port, process)
     try:

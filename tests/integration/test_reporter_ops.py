@@ -22,7 +22,7 @@ from storemon.state.layout import NEWEST_POLL_TABLE, encode_newest_poll, newest_
 from storemon.state.newest import NewestPollReader
 from storemon.timebase import US_PER_SECOND
 
-from .services import ServiceProcess, free_port, produce_polls, service_env, wait_until
+from .services import ServiceProcess, deployment_env, free_port, produce_polls, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +53,7 @@ def reporter(report_settings: Settings, pool, tmp_path: Path):
     """A `storemon reporter` with its metrics port on the test's topics and schema; its URL."""
     ensure_topics(report_settings)
     port = free_port()
-    environment = service_env(
-        report_settings.kafka_bootstrap_servers,
-        report_settings.topic_prefix,
-        DATABASE_URL=report_settings.database_url,
-        STOREMON_DB_SCHEMA=report_settings.db_schema,
-        STOREMON_API_HOST="127.0.0.1",
-        STOREMON_REPORTER_METRICS_PORT=str(port),
-    )
+    environment = deployment_env(report_settings, STOREMON_REPORTER_METRICS_PORT=str(port))
     process = ServiceProcess(["reporter"], environment, tmp_path, "reporter")
     try:
         yield f"http://127.0.0.1:{port}", process

@@ -10,7 +10,8 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,23 +51,31 @@ def read_to_end(settings: Settings, topic: str) -> list[Message]:
     return list(read_range(settings, topic, {}, end_offsets(settings, topic)))
 
 
-def await_first_record(settings: Settings, topic: str, timeout: float) -> None:
-    """Return within milliseconds of the first record reaching `topic` (created already).
+@contextmanager
+def watching(settings: Settings, topic: str) -> Iterator[Callable[[float], None]]:
+    """`first_record(timeout)`: returns within milliseconds of the first record reaching
+    `topic` (created already).
 
-    Load delivers all of this test's rows in about a second: a check every 0.2 s (and a
-    new consumer each time) let it finish before it was frozen, so that nothing was
-    left to ride through the restart. A fetch waiting on the broker answers at once.
+    Load delivers all of this test's rows in about a second: a check every 0.2 s (a new
+    consumer each time) let it finish before it was frozen, and so did a consumer set up
+    only once load ran; this one is assigned and fetching before load starts, and a
+    fetch waiting on the broker answers at once.
     """
     with closing(
         make_consumer(settings, reader_group(settings), **{"fetch.wait.max.ms": 5})
     ) as consumer:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
         consumer.assign(
             [TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions]
         )
-        deadline = time.monotonic() + timeout
-        while not consumer.consume(1, timeout=0.005):
-            assert time.monotonic() < deadline, f"no record on {topic} in {timeout:.0f} s"
+        assert not consumer.consume(1, timeout=1.0), f"{topic} is not empty"
+
+        def first_record(timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while not consumer.consume(1, timeout=0.005):
+                assert time.monotonic() < deadline, f"no record on {topic} in {timeout:.0f} s"
+
+        yield first_record
 
 
 def polls_of(value: bytes) -> list[tuple[str, int, bool]]:
@@ -129,37 +138,38 @@ def test_load_through_a_broker_restart_loses_and_doubles_nothing(
     data = generator.generate_dataset(tmp_path, stores=STORES, seed=5)
     # Created here so that watching their offsets never auto-creates them.
     ensure_topics(settings)
-    load = subprocess.Popen(
-        [
-            *STOREMON,
-            *("load", "--no-progress"),
-            *("--status", str(data.status_path)),
-            *("--hours", str(data.hours_path)),
-            *("--timezones", str(data.timezones_path)),
-        ],
-        env=service_env(private_kafka.address, settings.topic_prefix),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    status_topic = settings.topic(TOPIC_STATUS)
-    try:
-        # Zones go first, polls last. As soon as a zone is in, load is frozen,
-        # the broker stopped under it and load let go on against no broker
-        # while the broker starts again: whatever it had not delivered yet
-        # (polls included) rides through the restart.
-        await_first_record(settings, settings.topic(TOPIC_TIMEZONES), 60)
-        load.send_signal(signal.SIGSTOP)
-        status_before = record_count(settings, [status_topic])
-        assert load.poll() is None, "load ended before the broker went: nothing was tested"
-        private_kafka.stop()
-        load.send_signal(signal.SIGCONT)
-        private_kafka.start()
-        _, stderr = load.communicate(timeout=240)
-    finally:
-        if load.poll() is None:
-            load.kill()
-            load.wait()
+    with watching(settings, settings.topic(TOPIC_TIMEZONES)) as first_zone:
+        load = subprocess.Popen(
+            [
+                *STOREMON,
+                *("load", "--no-progress"),
+                *("--status", str(data.status_path)),
+                *("--hours", str(data.hours_path)),
+                *("--timezones", str(data.timezones_path)),
+            ],
+            env=service_env(private_kafka.address, settings.topic_prefix),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        status_topic = settings.topic(TOPIC_STATUS)
+        try:
+            # Zones go first, polls last. As soon as a zone is in, load is frozen,
+            # the broker stopped under it and load let go on against no broker
+            # while the broker starts again: whatever it had not delivered yet
+            # (polls included) rides through the restart.
+            first_zone(60)
+            load.send_signal(signal.SIGSTOP)
+            status_before = record_count(settings, [status_topic])
+            assert load.poll() is None, "load ended before the broker went: nothing was tested"
+            private_kafka.stop()
+            load.send_signal(signal.SIGCONT)
+            private_kafka.start()
+            _, stderr = load.communicate(timeout=240)
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
 
     counts = {Path(m["file"]).name: m for m in COUNTS_LINE.finditer(stderr)}
     assert {m["topic"] for m in counts.values()} == {

@@ -1,8 +1,9 @@
 """The `storemon` console script: one argparse parser, one thin handler per subcommand.
 
-To add a subcommand, write an `_add_<name>(subcommands)` function that adds its parser
-and sets `handler=` (a function `(argparse.Namespace) -> int` that calls into a module),
-and list it in `_PARSER_BUILDERS`. Handlers import what they need when they run, so a
+To add a subcommand, write its handler `_<name>(args) -> int` (which calls into a module),
+whose docstring is the command's help (first line) and description (the rest), and an
+`_add_<name>(subcommands)` that declares its options on `_command(subcommands,
+_<name>)`; list that in `_PARSER_BUILDERS`. Handlers import what they need when they run, so a
 command pays only for its own imports (`report-csv` never imports pandas or Kafka).
 
 Errors the user can act on (a missing file, a bad row in `--strict` mode, a bad
@@ -15,6 +16,7 @@ import argparse
 import ctypes
 import functools
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -53,13 +55,7 @@ def _say(message: str) -> None:
 
 
 def _add_report_csv(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "report-csv",
-        _report_csv,
-        help="the uptime report from CSV files, without any service",
-        description="Compute the store uptime report (report-semantics.md) from CSV files.",
-    )
+    parser = _command(subcommands, _report_csv)
     parser.add_argument("--status", required=True, type=Path, metavar="F",
                         help="status polls: store_id,status,timestamp_utc")
     parser.add_argument("--hours", required=True, type=Path, metavar="F",
@@ -98,6 +94,10 @@ def tune_memory_for_batch() -> None:
 
 
 def _report_csv(args: argparse.Namespace) -> int:
+    """the uptime report from CSV files, without any service
+
+    Compute the store uptime report (report-semantics.md) from CSV files.
+    """
     tune_memory_for_batch()
     from storemon.inputs.csv_files import (
         InputFileError,
@@ -162,15 +162,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _add_generate(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "generate",
-        _generate,
-        help="write a synthetic data set (benchmark scale or the small sample)",
-        description="Write store_status.csv, menu_hours.csv and timezones.csv to a folder: "
-                    "the real Loop stores' hours and zones when ../shared/data/loop-2023 "
-                    "exists, with 8 days of generated polls. Deterministic by seed.",
-    )
+    parser = _command(subcommands, _generate)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     parser.add_argument("--scale", type=float, default=1.0, metavar="F",
                         help="multiply the default 14,000 stores (default 1)")
@@ -183,6 +175,12 @@ def _add_generate(subcommands: Any) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    """write a synthetic data set (benchmark scale or the small sample)
+
+    Write store_status.csv, menu_hours.csv and timezones.csv to a folder: the real
+    Loop stores' hours and zones when ../shared/data/loop-2023 exists, with 8 days
+    of generated polls. Deterministic by seed.
+    """
     from storemon.timebase import format_timestamp
     from storemon.tools import generator
 
@@ -222,21 +220,19 @@ def _loglevel(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _add_create_topics(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "create-topics",
-        _create_topics,
-        help="create the deployment's topics (idempotent)",
-        description="Create the topics of system.md with their cleanup policies, named with "
-                    "STOREMON_TOPIC_PREFIX; partitions and replication from "
-                    "STOREMON_TOPIC_PARTITIONS / STOREMON_TOPIC_REPLICATION. Whatever "
-                    "STOREMON_CREATE_TOPICS says: this is the command that creates them.",
-    )
+    parser = _command(subcommands, _create_topics)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the topics it would create, one a line, and create none")
 
 
 def _create_topics(args: argparse.Namespace) -> int:
+    """create the deployment's topics (idempotent)
+
+    Create the topics of system.md with their cleanup policies, named with
+    STOREMON_TOPIC_PREFIX; partitions and replication from STOREMON_TOPIC_PARTITIONS
+    / STOREMON_TOPIC_REPLICATION. Whatever STOREMON_CREATE_TOPICS says: this is the
+    command that creates them.
+    """
     from storemon.kafka.topics import ensure_topics, missing_topics
 
     settings = Settings.from_env()
@@ -260,16 +256,7 @@ def _create_topics(args: argparse.Namespace) -> int:
 
 
 def _add_load(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "load",
-        _load,
-        help="bulk-produce CSV files into the input topics",
-        description="Validate CSV rows and produce them keyed by store_id: polls to "
-                    "store-status, each store's whole schedule to store-hours, zones to "
-                    "store-timezones. Bad rows go to store-status-dlq with file, line and "
-                    "reason. Exits non-zero if any delivery failed.",
-    )
+    parser = _command(subcommands, _load)
     parser.add_argument("--status", type=Path, metavar="F", help="status polls CSV")
     parser.add_argument("--hours", type=Path, metavar="F", help="business hours CSV")
     parser.add_argument("--timezones", type=Path, metavar="F", help="store zones CSV")
@@ -277,6 +264,13 @@ def _add_load(subcommands: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
+    """bulk-produce CSV files into the input topics
+
+    Validate CSV rows and produce them keyed by store_id: polls to store-status,
+    each store's whole schedule to store-hours, zones to store-timezones. Bad rows
+    go to store-status-dlq with file, line and reason. Exits non-zero if any
+    delivery failed.
+    """
     from storemon.ingest.load import load_files
     from storemon.inputs.csv_files import InputFileError
 
@@ -320,10 +314,19 @@ def _topic_errors() -> Iterator[None]:
 
 
 def _command(
-    subcommands: Any, name: str, handler: Callable[..., int], **parser_options: Any
+    subcommands: Any, handler: Callable[[argparse.Namespace], int], *,
+    name: str | None = None, doc: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser, run by `handler(args)`."""
-    parser: argparse.ArgumentParser = subcommands.add_parser(name, **parser_options)
+    """A subcommand's parser, run by `handler(args)`.
+
+    Its name is the handler's without the leading underscore, `_` read as `-`; its help
+    is the first line of the handler's docstring and its description the rest.
+    """
+    name = name or handler.__name__.lstrip("_").replace("_", "-")
+    summary, _, description = inspect.cleandoc(doc or handler.__doc__ or "").partition("\n\n")
+    parser: argparse.ArgumentParser = subcommands.add_parser(
+        name, help=summary, description=" ".join(description.split())
+    )
     parser.set_defaults(handler=handler)
     return parser
 
@@ -364,11 +367,8 @@ SERVICES = (
 def _add_services(subcommands: Any) -> None:
     for service in SERVICES:
         parser = _command(
-            subcommands,
-            service.name,
-            functools.partial(_run_service, service),
-            help=service.help,
-            description=service.description,
+            subcommands, functools.partial(_run_service, service),
+            name=service.name, doc=f"{service.help}\n\n{service.description}",
         )
         _add_loglevel(parser)
 
@@ -383,17 +383,8 @@ def _run_service(service: Service, args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _add_lag(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "lag",
-        _lag,
-        help="consumer lag per group, topic and partition",
-        description="For every consumer group of the deployment (worker, reporter): the "
-                    "committed offset, end offset and lag per topic partition. A group that "
-                    "has committed nothing yet counts its whole backlog.",
-    )
+    parser = _command(subcommands, _lag)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
                         help="refresh in place every SECONDS (default 2) until Ctrl-C")
@@ -402,6 +393,12 @@ def _add_lag(subcommands: Any) -> None:
 
 
 def _lag(args: argparse.Namespace) -> int:
+    """consumer lag per group, topic and partition
+
+    For every consumer group of the deployment (worker, reporter): the committed
+    offset, end offset and lag per topic partition. A group that has committed
+    nothing yet counts its whole backlog.
+    """
     import json
     import time
 
@@ -424,17 +421,7 @@ def _lag(args: argparse.Namespace) -> int:
 
 
 def _add_up(subcommands: Any) -> None:
-    parser = _command(
-        subcommands,
-        "up",
-        _up,
-        help="run the whole stack locally (servers, topics, workers, reporters, API)",
-        description="Start Kafka and PostgreSQL from deploy/local unless "
-                    "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name running ones, create the "
-                    "topics, run the workers, the reporters and the API, and print the API "
-                    "URL and each worker's and reporter's metrics port. Ctrl-C or SIGTERM "
-                    "stops everything it started.",
-    )
+    parser = _command(subcommands, _up)
     parser.add_argument("--sample", action="store_true",
                         help="also generate and load the sample data set")
     parser.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
@@ -457,6 +444,13 @@ def _at_least_one(text: str) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    """run the whole stack locally (servers, topics, workers, reporters, API)
+
+    Start Kafka and PostgreSQL from deploy/local unless KAFKA_BOOTSTRAP_SERVERS /
+    DATABASE_URL name running ones, create the topics, run the workers, the
+    reporters and the API, and print the API URL and each worker's and reporter's
+    metrics port. Ctrl-C or SIGTERM stops everything it started.
+    """
     import subprocess
 
     from storemon.tools.stack import StackError, run_stack

@@ -46,7 +46,13 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from storemon.config import Settings
 from storemon.database import reports_db
-from storemon.database.report_parts import Plan, assemble_report, plan_report, report_progress
+from storemon.database.report_parts import (
+    PartsListener,
+    Plan,
+    assemble_report,
+    plan_report,
+    report_progress,
+)
 from storemon.database.retry import RetriesExhausted, RetryPolicy
 from storemon.kafka.clients import consumer_config, make_producer
 from storemon.kafka.partitioning import partition_of
@@ -122,6 +128,7 @@ class Reporter:
         self._newest = NewestPollReader(settings)
         self._tasks = make_producer(settings)
         self._tasks_topic = settings.topic(TOPIC_REPORT_TASKS)
+        self._parts_listener = PartsListener(pool, settings.db_schema)
         #: The state partitions: those of the input topics, which report-tasks shares.
         self._partitions = input_partitions(settings)
         self._consumer = Consumer(_consumer_config(settings))
@@ -206,6 +213,7 @@ class Reporter:
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.to_thread(self._consumer.close)
             self._newest.close()
+            await self._parts_listener.close()
             await asyncio.to_thread(self._tasks.flush, 10)
 
     def _commit(self, message: Message) -> None:
@@ -380,6 +388,7 @@ class Reporter:
                 return None
         finally:
             self.metrics.outstanding.pop(report_id, None)
+            self._parts_listener.forget(report_id)
         return await self._database(
             lambda connection: assemble_report(connection, report_id, engine.REPORT_HEADER),
             "assembling the report",
@@ -394,7 +403,11 @@ class Reporter:
         planned = set(plan.partitions)
         reask_s = _FIRST_REASK_S
         reask_at = time.monotonic() + reask_s
+        part_stored = self._parts_listener.watch(report_id)
+        await self._parts_listener.listen()
         while True:
+            # Before reading: a part stored after the read wakes the wait below.
+            part_stored.clear()
             progress = await self._database(
                 lambda connection: report_progress(connection, report_id, timeout_s),
                 "reading the report's parts",
@@ -423,7 +436,7 @@ class Reporter:
                 await ask_again(missing)
                 reask_s = min(2 * reask_s, _MAX_REASK_S)
                 reask_at = time.monotonic() + reask_s
-            await _wait(self._stop, pause_s)
+            await _wait(self._stop, pause_s, part_stored)
             if self._stop.is_set():
                 raise DatabaseUnavailable("stopping before the report's parts were in")
             pause_s = min(2 * pause_s, _MAX_PART_CHECK_S)
@@ -502,11 +515,14 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait(stop: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
+    """Until `stop` or one of `also` is set, or `seconds` have passed."""
+    waits = [asyncio.ensure_future(event.wait()) for event in (stop, *also)]
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def serve(settings: Settings) -> None:

@@ -28,6 +28,7 @@ from storemon.inputs.values import (
     HOURS_COLUMNS,
     STATUS_COLUMNS,
     TIMEZONE_COLUMNS,
+    TOO_FAR_AHEAD,
     HoursRow,
     RowError,
     TimezoneRow,
@@ -276,10 +277,6 @@ def _timestamp_reason(column: pa.ChunkedArray, row: int) -> str:
     except RowError as exc:
         return exc.reason
     return "not a timestamp"
-
-
-#: Why a poll after `latest_us` (read_status_csv) is a bad row.
-TOO_FAR_AHEAD = "more than a day in the future"
 
 
 def read_status_csv(

@@ -31,6 +31,8 @@ STATUS_COLUMNS = ("store_id", "status", "timestamp_utc")
 HOURS_COLUMNS = ("store_id", "day", "start_time_local", "end_time_local")
 DAY_ALIAS = "dayOfWeek"
 TIMEZONE_COLUMNS = ("store_id", "timezone_str")
+#: Why a poll more than a day after now (or after the file's `latest_us`) is refused.
+TOO_FAR_AHEAD = "more than a day in the future"
 
 Status = Literal["active", "inactive"]
 

@@ -10,8 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from storemon.inputs.csv_files import TOO_FAR_AHEAD
-from storemon.inputs.values import Poll, RowError, parse_poll, parse_store_id
+from storemon.inputs.values import TOO_FAR_AHEAD, Poll, RowError, parse_poll, parse_store_id
 from storemon.messages.records import UNKNOWN_FIELD, check_key, json_object
 from storemon.timebase import US_PER_DAY, format_timestamp, now_us
 

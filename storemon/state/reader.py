@@ -25,6 +25,7 @@ from storemon.state.layout import (
     decode_day,
     split_poll_day_key,
 )
+from storemon.state.snapshot import PartitionSlice
 
 V = TypeVar("V")
 log = logging.getLogger(__name__)
@@ -73,6 +74,17 @@ class StateView:
             }
             for store_id, days in self.poll_days.items()
         }
+
+    def slice(self) -> PartitionSlice:
+        """Every store's state, as a report part would be computed from it."""
+        return PartitionSlice(
+            polls={
+                store_id: b"".join(days[day] for day in sorted(days))
+                for store_id, days in sorted(self.poll_days.items())
+            },
+            schedules=dict(self.schedules),
+            zones=dict(self.zones),
+        )
 
     def poll_count(self) -> int:
         return sum(

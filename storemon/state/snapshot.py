@@ -1,107 +1,124 @@
 """The report engine's inputs from a slice of the workers' state.
 
-A slice is what one state partition's owner holds (or a `StateView` read from the
-changelogs): each store's day values, schedules and zones, as the worker stored them.
+A slice is some stores of one state partition as its owner holds them: each store's
+polls (its day values end to end, in time order), schedule value and zone. A part is
+computed a chunk of stores at a time, so the engine's temporary arrays stay bounded
+by the chunk, not by the partition.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from itertools import islice
 
 import numpy as np
 
-from storemon.inputs.values import HoursRow, RowError
+from storemon.inputs.values import RowError
 from storemon.messages.schedules import decode_schedule
 from storemon.state.layout import ACTIVE, POLL_BYTES, POLL_DTYPE
 from storemon.uptime.engine import BusinessHours, Polls, Timezones, object_array
 
 log = logging.getLogger(__name__)
 
-
-class StateSlice(Protocol):
-    """Some stores' state: what a snapshot is taken of."""
-
-    #: store_id -> {UTC day number: that day's value (layout.encode_day)}
-    poll_days: Mapping[str, Mapping[int, bytes]]
-    #: store_id -> the schedule's JSON value (as the worker stored it)
-    schedules: Mapping[str, bytes]
-    #: store_id -> IANA zone name
-    zones: Mapping[str, str]
+#: A decoded schedule kept between reports: (day, start µs, end µs) per row, int64.
+_ROW_DTYPE = np.dtype(np.int64)
+_ROW_FIELDS = 3
 
 
 @dataclass
 class PartitionSlice:
-    """A StateSlice assembled by the owner of one state partition."""
+    """Some stores' state, as a report part is computed from it."""
 
-    poll_days: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    #: store_id -> its polls in time order, end to end (layout.POLL_DTYPE records)
+    polls: dict[str, bytes] = field(default_factory=dict)
+    #: store_id -> the schedule's JSON value (as the worker stored it)
     schedules: dict[str, bytes] = field(default_factory=dict)
+    #: store_id -> IANA zone name
     zones: dict[str, str] = field(default_factory=dict)
+
+    def chunks(self, stores: int) -> Iterator[PartitionSlice]:
+        """The slice `stores` stores (with polls) at a time, in the slice's order."""
+        ids = iter(self.polls)
+        while chunk := list(islice(ids, stores)):
+            yield PartitionSlice(
+                {store_id: self.polls[store_id] for store_id in chunk},
+                {s: self.schedules[s] for s in chunk if s in self.schedules},
+                {s: self.zones[s] for s in chunk if s in self.zones},
+            )
 
 
 class SnapshotBuilder:
-    """Turns state slices into engine inputs, remembering parsed schedules between calls.
+    """Turns state slices into engine inputs, remembering decoded schedules between calls.
 
-    A store's schedule value rarely changes, so it is decoded again only when
-    its bytes differ from the last time. A schedule that cannot be decoded (only a
-    record written to the changelog by something else than the worker can be one)
-    counts as none, with an error line, and is counted in `invalid_schedules`.
+    A store's schedule value rarely changes, so it is decoded again only when its
+    bytes differ from the last time; what is kept is the value and its rows packed as
+    int64 (a few hundred bytes a store, and no Python object per row). A schedule
+    that cannot be decoded (only a record written to the changelog by something else
+    than the worker can be one) counts as none, with an error line, and is counted in
+    `invalid_schedules`.
     """
 
     def __init__(self) -> None:
-        self._schedules: dict[str, tuple[bytes, list[HoursRow]]] = {}
+        self._schedules: dict[str, tuple[bytes, bytes]] = {}
         self.invalid_schedules = 0
 
-    def build(
-        self, state: StateSlice, *, whole: bool = True
-    ) -> tuple[Polls, BusinessHours, Timezones]:
-        """The engine's inputs of `state`; `whole`: it is all the builder is used for, so
-        schedules remembered of stores it lacks are forgotten."""
-        return self.polls(state), self.business_hours(state, whole=whole), self.timezones(state)
+    def build(self, state: PartitionSlice) -> tuple[Polls, BusinessHours, Timezones]:
+        """The engine's inputs of `state`."""
+        return self.polls(state), self.business_hours(state), self.timezones(state)
+
+    def keep_only(self, store_ids: set[str] | dict[str, bytes]) -> None:
+        """Forget the schedules of stores not in `store_ids` (gone from the partition)."""
+        for gone in self._schedules.keys() - store_ids:
+            del self._schedules[gone]
 
     @staticmethod
-    def polls(state: StateSlice) -> Polls:
-        days_by_store = state.poll_days
-        # Each store's day values, in day order, end to end: one buffer of
-        # fixed-size polls that numpy reads without a Python loop per poll.
-        values = [
-            b"".join(days[day] for day in sorted(days)) for days in days_by_store.values()
-        ]
+    def polls(state: PartitionSlice) -> Polls:
+        # One buffer of fixed-size polls that numpy reads without a Python loop per poll.
+        values = list(state.polls.values())
         polls = np.frombuffer(b"".join(values), dtype=POLL_DTYPE)
         counts = [len(value) // POLL_BYTES for value in values]
         return Polls(
-            store_ids=object_array(list(days_by_store)),
+            store_ids=object_array(state.polls),
             store_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),
             timestamp_us=polls["timestamp_us"].astype(np.int64),
             active=polls["status"] == ACTIVE,
         )
 
-    def business_hours(self, state: StateSlice, *, whole: bool = True) -> BusinessHours:
-        rows: list[HoursRow] = []
+    def business_hours(self, state: PartitionSlice) -> BusinessHours:
+        store_ids: list[str] = []
+        packed: list[bytes] = []
         for store_id, value in state.schedules.items():
             cached = self._schedules.get(store_id)
             if cached is None or cached[0] != value:
                 cached = (value, self._decoded(store_id, value))
                 self._schedules[store_id] = cached
-            rows.extend(cached[1])
-        if whole:
-            for gone in self._schedules.keys() - state.schedules.keys():
-                del self._schedules[gone]
-        return BusinessHours.from_rows(rows)
+            store_ids.append(store_id)
+            packed.append(cached[1])
+        rows = np.frombuffer(b"".join(packed), dtype=_ROW_DTYPE).reshape(-1, _ROW_FIELDS)
+        counts = [len(rows_of_store) // (_ROW_DTYPE.itemsize * _ROW_FIELDS)
+                  for rows_of_store in packed]
+        return BusinessHours(
+            store_id=np.repeat(object_array(store_ids), counts),
+            day=rows[:, 0].copy(),
+            start_us=rows[:, 1].copy(),
+            end_us=rows[:, 2].copy(),
+        )
 
-    def _decoded(self, store_id: str, value: bytes) -> list[HoursRow]:
+    def _decoded(self, store_id: str, value: bytes) -> bytes:
         try:
             _, schedule = decode_schedule(store_id.encode(), value)
         except RowError as exc:
             self.invalid_schedules += 1
             log.error("schedule of store %r in state is invalid, taken as none: %s", store_id, exc)
-            return []
-        return schedule or []
+            return b""
+        return np.array(
+            [(row.day, row.start_us, row.end_us) for row in schedule or ()], dtype=_ROW_DTYPE
+        ).tobytes()
 
     @staticmethod
-    def timezones(state: StateSlice) -> Timezones:
+    def timezones(state: PartitionSlice) -> Timezones:
         return Timezones(
             store_id=object_array(list(state.zones)),
             timezone_str=object_array(list(state.zones.values())),

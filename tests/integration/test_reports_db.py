@@ -9,7 +9,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from storemon.database import reports_db
+from storemon.database import report_parts, reports_db
 from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, TIMED_OUT
 from storemon.messages.report_requests import is_report_id, new_report_id
 from storemon.timebase import datetime_from_us
@@ -202,3 +202,24 @@ async def test_completing_a_report_counts_its_duration_once_and_deleting_it_unco
         await connection.execute("UPDATE reports SET requested_at = now() - interval '31 days'")
         assert await reports_db.delete_older_than(connection, 30) == 2
         assert await reports_db.report_durations(connection) == counted
+
+
+async def test_a_stored_part_wakes_the_reporter_waiting_for_that_report_only(
+    report_settings, pool
+):
+    listener = report_parts.PartsListener(pool, report_settings.db_schema)
+    await listener.listen()
+    try:
+        async with pool.acquire() as connection:
+            waited, other = await new_report(connection), await new_report(connection)
+            for report_id in (waited, other):
+                await reports_db.start_attempt(connection, report_id)
+            woken, not_woken = listener.watch(waited), listener.watch(other)
+            assert await report_parts.store_part(
+                connection, waited, 0, [("s", "s,1,2,3,4,5,6")], state_offsets={},
+                computed_by="test",
+            )
+        await asyncio.wait_for(woken.wait(), 10)
+        assert not not_woken.is_set()
+    finally:
+        await listener.close()

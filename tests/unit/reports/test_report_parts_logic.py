@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from storemon.config import Settings
+from storemon.ingest import parts
 from storemon.ingest.parts import AppliedOffsets, PartMaker
 from storemon.inputs.values import HoursRow
 from storemon.kafka.partitioning import partition_of
@@ -53,19 +54,30 @@ def part_maker(stores: dict[str, int]) -> PartMaker:
 def test_a_part_is_taken_from_its_partition_only_and_the_stores_asked():
     maker = part_maker({"a": 0, "b": 0, "c": 1})
     whole = maker._slice(ReportTask("0" * 32, 0, 0))
-    assert sorted(whole.poll_days) == ["a", "b"]
+    assert list(whole.polls) == ["a", "b"]  # in store_id order
     assert list(whole.schedules) == ["a"]
     # A zone the worker could not have stored is taken as none, not a failed part.
     assert whole.zones == {"a": "Europe/Paris"}
     some = maker._slice(ReportTask("0" * 32, 0, 0, ("b", "c", "unknown")))
-    assert list(some.poll_days) == ["b"]
+    assert list(some.polls) == ["b"]
 
 
 def test_an_unreadable_schedule_counts_as_none_and_is_counted():
     builder = SnapshotBuilder()
     part = PartitionSlice(
-        poll_days={}, schedules={"a": b"{not json", "b": encode_schedule("b", [])}
+        polls={}, schedules={"a": b"{not json", "b": encode_schedule("b", [])}
     )
     hours = builder.business_hours(part)
     assert len(hours.store_id) == 0
     assert builder.invalid_schedules == 1
+
+
+async def test_a_part_computed_a_few_stores_at_a_time_is_the_part_computed_at_once(
+    monkeypatch,
+):
+    maker = part_maker({f"store-{n}": 0 for n in range(7)})
+    task = ReportTask("0" * 32, 0, DAY * US_PER_DAY + 7_200_000_000)
+    at_once = await maker._compute(task)
+    monkeypatch.setattr(parts, "CHUNK_STORES", 2)
+    assert await maker._compute(task) == at_once
+    assert [store_id for store_id, _ in at_once] == [f"store-{n}" for n in range(7)]

@@ -53,7 +53,7 @@ def test_the_view_and_the_snapshot_see_the_same_polls_in_time_order():
     assert view.polls == {"s": expected}
     assert view.poll_count() == 3
 
-    polls = SnapshotBuilder.polls(view)
+    polls = SnapshotBuilder.polls(view.slice())
     assert list(polls.store_ids) == ["s"]
     assert polls.store_index.tolist() == [0, 0, 0]
     assert polls.timestamp_us.tolist() == list(expected)

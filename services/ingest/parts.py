@@ -85,6 +85,11 @@ class PartMaker:
     _builders: dict[int, SnapshotBuilder] = field(default_factory=dict)
     _name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
+    def keep_only(self, partitions: set[int]) -> None:
+        """Forget the schedules remembered for partitions no longer this worker's."""
+        for partition in self._builders.keys() - partitions:
+            del self._builders[partition]
+
     async def answer(self, event: EventT) -> None:
         message = event.message
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from storemon.config import Settings
 from storemon.ingest.parts import AppliedOffsets, PartMaker
@@ -95,13 +95,19 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
         datadir=str(data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
+        # storemon creates every topic, changelogs included (storemon/kafka/topics.py);
+        # the leader topic serves Faust features the worker does not use.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
         # The reporter reads the changelogs directly, so no worker needs
         # standby copies of another worker's partitions.
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         # A worker that died hands its partitions (and their report tasks) over within
-        # seconds rather than Faust's default minute; heartbeats stay every 3 s.
+        # seconds rather than Faust's default minute; a heartbeat a second (Faust's
+        # default: 3 s) is how soon the others learn that a worker joins.
         broker_session_timeout=15.0,
+        broker_heartbeat_interval=1.0,
         # Faust's web server serves /metrics only (STOREMON_WORKER_METRICS_PORT, 0: none).
         web_enabled=settings.worker_metrics_port > 0,
         web_bind=settings.api_host,
@@ -293,6 +299,26 @@ def create_app(settings: Settings) -> faust.App:
 
     keep_latest_per_store(hours_topic, schedules, _canonical_schedule)
     keep_latest_per_store(zones_topic, zones, _canonical_zone)
+
+    @app.on_partitions_assigned.connect
+    async def forget_other_partitions(
+        app: faust.App, assigned: set[TP], **kwargs: Any
+    ) -> None:
+        """Drop what this worker kept of partitions it no longer owns: its indexes, and
+        the table entries its agents wrote there (Faust drops only those it recovered).
+        Only from the stores, so nothing reaches the changelogs; a partition assigned
+        again is recovered from its changelog whole."""
+        owned = {tp.partition for tp in assigned if tp.topic == status_topic.get_topic_name()}
+        parts.keep_only(owned)
+        for key in retention.keep_only(owned):
+            poll_days.data.pop(key, None)
+        for table in (schedules, zones):
+            store = table.data
+            for key in [key for key in store if partition_of(key, partitions) not in owned]:
+                del store[key]
+        owned_keys = {newest_poll_key(partition) for partition in owned}
+        for key in newest_poll.data.keys() - owned_keys:
+            del newest_poll.data[key]
 
     @app.agent(tasks_topic)
     async def compute_report_parts(stream: StreamT) -> None:

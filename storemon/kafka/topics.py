@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMe
 
 from storemon.config import Settings
 from storemon.kafka.clients import admin_client
+from storemon.state.layout import NEWEST_POLL_TABLE, TABLES
 from storemon.timebase import US_PER_DAY
 
 # Logical topic names (system.md).
@@ -31,7 +32,15 @@ INPUT_TOPICS = (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)
 #: Topics whose partition p goes to the worker owning state partition p: they must
 #: share one partition count (Faust assigns same-numbered partitions of topics with
 #: one count, consumed by one app, to the same worker).
-COPARTITIONED_TOPICS = (*INPUT_TOPICS, TOPIC_REPORT_TASKS)
+#: The Faust worker app: its id names its consumer group and its tables' changelogs.
+WORKER_APP = "storemon-worker"
+#: The changelogs of the worker's tables: storemon creates them like every other topic
+#: (the worker declares none), so operations can own them too and a worker needs no
+#: right to create topics.
+CHANGELOG_TOPICS = tuple(
+    f"{WORKER_APP}-{table}-changelog" for table in (*TABLES, NEWEST_POLL_TABLE)
+)
+COPARTITIONED_TOPICS = (*INPUT_TOPICS, TOPIC_REPORT_TASKS, *CHANGELOG_TOPICS)
 
 DAY_MS = US_PER_DAY // 1000
 
@@ -64,12 +73,14 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         TOPIC_STATUS_DLQ, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
     ),
+    # The worker's state: the latest value of every key, kept for good.
+    *(TopicSpec(changelog, {"cleanup.policy": "compact"}) for changelog in CHANGELOG_TOPICS),
 )
 
 
 def worker_app_id(settings: Settings) -> str:
     """The Faust app id, and so the worker's consumer group and changelog prefix."""
-    return settings.topic("storemon-worker")
+    return settings.topic(WORKER_APP)
 
 
 def worker_data_dir(settings: Settings) -> Path:
@@ -81,7 +92,7 @@ def worker_data_dir(settings: Settings) -> Path:
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
-    """The compacted topic behind one of the worker's tables."""
+    """The compacted topic behind one of the worker's tables (one of CHANGELOG_TOPICS)."""
     return f"{worker_app_id(settings)}-{table}-changelog"
 
 
@@ -214,8 +225,8 @@ def _check_copartitioned(counts: dict[str, int]) -> None:
     topics that disagree on it cannot keep a store's state in one place."""
     if len(set(counts.values())) > 1:
         raise TopicError(
-            "the input topics and report-tasks must have one partition count"
-            " (co-partitioned by store_id): "
+            "the input topics, report-tasks and the worker's changelogs must have one"
+            " partition count (co-partitioned by store_id): "
             + ", ".join(f"{name} has {count}" for name, count in sorted(counts.items()))
         )
 

@@ -76,6 +76,19 @@ class Retention:
             if not held.keys:
                 del stores[store_id]
 
+    def keep_only(self, partitions: set[int]) -> list[bytes]:
+        """Forget every other partition (no longer this worker's); the keys it held."""
+        gone = self._stores.keys() - partitions
+        for partition in gone:
+            self._last_sweep.pop(partition, None)
+            self.max_timestamp_us.pop(partition, None)
+        return [
+            key
+            for partition in gone
+            for held in self._stores.pop(partition).values()
+            for key in held.keys.values()
+        ]
+
     def store_days(self, partition: int) -> dict[str, dict[int, bytes]]:
         """store_id -> {UTC day: table key} of the partition's stores (the inner mappings are
         the live ones: read them before the next change)."""

@@ -17,7 +17,7 @@ import pytest
 
 from storemon.kafka.partitioning import partition_of
 
-from .services import wait_until
+from .services import ServiceProcess, free_port, wait_until
 from .stack import (
     Stack,
     api_ready,
@@ -233,5 +233,63 @@ async def test_a_report_asked_while_owners_join_a_new_deployment_completes(
             report = await eventually(ended, 90, "the report to end", fresh)
             assert report["status"] == "Complete", report
             assert await report_csv(http, fresh, report_id) == fresh.expected_csv
+    finally:
+        await asyncio.to_thread(fresh.close)
+
+
+async def test_an_owner_forgets_the_partitions_it_hands_over(
+    kafka_bootstrap, postgres_dsn, tmp_path
+):
+    """The state a worker wrote itself (not recovered) stayed in its tables after its
+    partitions went to a new owner: a worker held every partition it had ever owned."""
+    fresh = Stack.create(kafka_bootstrap, postgres_dsn, tmp_path, stores=200, seed=37)
+    port = free_port()
+    try:
+        first = fresh.processes["worker-1"] = ServiceProcess(
+            ["worker"], {**fresh.env, "STOREMON_WORKER_METRICS_PORT": str(port)},
+            fresh.log_dir, "worker-1",
+        )
+        fresh.storemon("load", "--no-progress", *data_arguments(fresh.data))
+        fresh.wait_for_worker()  # worker-1 wrote every store's state
+        fresh.start("reporter", "reporter")
+        fresh.start("api", "api")
+        wait_until(lambda: api_ready(fresh.api_url), 60, "the API to be ready", fresh.logs)
+        reported = [line.split(",", 1)[0] for line in fresh.expected_csv.decode().split()[1:]]
+        async with aiohttp.ClientSession(fresh.api_url) as http:
+
+            async def stores_held() -> int:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    text = await response.text()
+                return int(text.split("\nstoremon_worker_stores ")[1].split()[0])
+
+            assert await stores_held() == len(reported)
+            fresh.start("worker-2", "worker")
+
+            async def partitions_of_worker_1() -> set[int]:
+                report_id = await trigger(http)
+                assert await report_csv(http, fresh, report_id) == fresh.expected_csv
+                connection = await asyncpg.connect(
+                    postgres_dsn, server_settings={"search_path": fresh.settings.db_schema}
+                )
+                try:
+                    records = await connection.fetch(
+                        "SELECT partition FROM report_parts WHERE report_id = $1"
+                        " AND computed_by LIKE $2", report_id, f"%:{first.process.pid}",
+                    )
+                finally:
+                    await connection.close()
+                return {record["partition"] for record in records}
+
+            async def shared() -> set[int] | None:
+                # Twice the same: not a report that straddled the rebalance.
+                mine = await partitions_of_worker_1()
+                settled = 0 < len(mine) < PARTITIONS and mine == await partitions_of_worker_1()
+                return mine if settled else None
+
+            kept = await eventually(shared, 120, "worker-2 to own some partitions", fresh)
+            still_mine = sum(
+                partition_of(store_id.encode(), PARTITIONS) in kept for store_id in reported
+            )
+            assert await stores_held() == still_mine
     finally:
         await asyncio.to_thread(fresh.close)

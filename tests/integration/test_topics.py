@@ -25,7 +25,7 @@ from storemon.kafka.topics import (
     ensure_topics,
 )
 
-from .services import STOREMON, service_env, settings_for
+from .services import STOREMON, service_env, settings_for, wait_until
 
 
 @pytest.fixture
@@ -96,6 +96,8 @@ def test_check_refuses_input_topics_of_different_partition_counts(settings: Sett
         ]
     )
     created[hours].result(30)
+    # Created is not yet listed by every broker's metadata: until it is, it is "absent".
+    wait_until(lambda: hours in admin.list_topics(timeout=30).topics, 30, f"{hours} listed")
     with pytest.raises(TopicError) as error:
         check_topics(settings)
     assert f"{hours} has 2" in str(error.value)

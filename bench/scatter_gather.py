@@ -27,10 +27,11 @@ and no /metrics port) and samples every process's RSS every 0.2 s over its whole
   logs) and the assembly time (last part stored -> Complete, from PostgreSQL);
 - on the Loop-scale state: one worker, two reporters and the API; --reports reports
   one after the other (trigger -> Complete, polling /get_report every 10 ms), the CSV
-  compared with `storemon report-csv`; then a second worker starts while reports are
-  triggered one after the other, and the seconds from its start until a part computed
-  by it (report_parts.computed_by, "host:pid") is stored; then 3 reports with both
-  workers, and the peak RSS of every service process.
+  compared with `storemon report-csv`; then two more workers, and once a report has
+  parts from all three, a fourth starts (its share: 2 of 8 partitions, Loop scale / 4)
+  while reports are triggered one after the other: the seconds from its start until a
+  part computed by it (report_parts.computed_by, "host:pid") is stored; then 3 reports
+  with the four workers, and the peak RSS of every service process.
 
 Needs Kafka and PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL; default:
 deploy/local's). Logs go to bench/out/sg-logs/. Building the 4x state takes minutes.
@@ -324,6 +325,13 @@ def assembly_s(report: dict, parts: list[dict]) -> float:
     return (report["finished_at"] - max(part["computed_at"] for part in parts)).total_seconds()
 
 
+async def complete(client: Client) -> str:
+    """A report triggered and waited for; its id."""
+    report_id = await client.trigger()
+    await client.until_complete(report_id, timeout=REPORT_TIMEOUT_S)
+    return report_id
+
+
 async def serial_reports(client: Client, count: int) -> tuple[list[float], dict]:
     """`count` reports one after the other: trigger -> Complete seconds, the last summary."""
     latencies = []
@@ -402,7 +410,7 @@ async def run_owners(
 
 
 async def run_loop(state: StateSet, partitions: int, reports: int, expected: bytes) -> None:
-    """Loop scale: 1 owner's report latency; a 2nd owner joining; 2 workers + 2 reporters."""
+    """Loop scale: 1 owner's report latency; a 4th owner joining 3; RSS of every process."""
     deploy = deployment(state.prefix, partitions)
     logs = OUT / "sg-logs" / f"{state.label}-join"
     label = f"{state.label} ({partitions} partitions)"
@@ -431,15 +439,21 @@ async def run_loop(state: StateSet, partitions: int, reports: int, expected: byt
                 f"{label}, 1 owner: parts: {describe_parts(services, ['worker-1'])}; last "
                 f"report assembled in {assembly_s(report, parts):.2f} s after its last part"
             )
-            joining = services.start("worker-2", "worker")
-            joined_at = services.started["worker-2"]
+            # Two more owners; then a fourth joins three and takes a quarter of the state.
+            services.start("worker-2", "worker")
+            services.start("worker-3", "worker")
+            while len(owner_of((await report_record(
+                deploy.settings, await complete(client)))[1], services)) < 3:
+                services.check_alive()
+            joining = services.start("worker-4", "worker")
+            joined_at = services.started["worker-4"]
             during: list[float] = []
             join_s = None
+            mine: list[dict] = []
             while time.time() - joined_at < 300:
                 services.check_alive()
                 began = time.perf_counter()
-                report_id = await client.trigger()
-                await client.until_complete(report_id, timeout=REPORT_TIMEOUT_S)
+                report_id = await complete(client)
                 during.append(time.perf_counter() - began)
                 _, parts = await report_record(deploy.settings, report_id)
                 mine = [
@@ -451,7 +465,7 @@ async def run_loop(state: StateSet, partitions: int, reports: int, expected: byt
                     join_s = first_part.timestamp() - joined_at
                     break
             say(
-                f"{label}: a 2nd owner joining: "
+                f"{label}: a 4th owner joining 3 (Loop scale / 4 is its share): "
                 + (
                     f"its first report part stored {join_s:.1f} s after it started "
                     f"(target <= 10 s; partitions {sorted(p['partition'] for p in mine)})"
@@ -465,15 +479,15 @@ async def run_loop(state: StateSet, partitions: int, reports: int, expected: byt
             _, parts = await report_record(deploy.settings, summary["report_id"])
             answered = owner_of(parts, services)
             say(
-                f"{label}, 2 owners: {REPORTS_PER_OWNER_RUN} reports: "
+                f"{label}, 4 owners: {REPORTS_PER_OWNER_RUN} reports: "
                 f"{', '.join(f'{s:.2f}' for s in latencies)} s; partitions per owner: "
                 + ", ".join(f"{name} {sorted(ps)}" for name, ps in sorted(answered.items()))
             )
     say(
-        f"{label}, 2 workers + 2 reporters + api: peak RSS "
+        f"{label}, up to 4 workers + 2 reporters + api: peak RSS "
         + ", ".join(f"{name} {rss / MIB:.0f} MiB" for name, rss in services.peak.items())
         + f" (target: none above 600 MiB; worker-1 owned all {partitions} partitions "
-        "until worker-2 joined)"
+        "until the others joined)"
     )
 
 

@@ -82,3 +82,17 @@ def test_days_deleted_meanwhile_are_forgotten():
     retention.discard(2, "unknown", FIRST_DAY)
     assert retention.cutoff_us(2, "s") is None
     assert retention.max_timestamp_us == {2: (FIRST_DAY + 1) * US_PER_DAY + 23 * HOUR_US}
+
+
+def test_partitions_no_longer_owned_are_forgotten_with_every_key_they_held():
+    retention = Retention(lambda: 0.0)
+    days = range(FIRST_DAY, FIRST_DAY + 2)
+    for partition, store_id in ((0, "a"), (1, "b"), (2, "c")):
+        hold_days(retention, partition, store_id, days)
+    gone = retention.keep_only({1})
+    assert sorted(gone) == sorted(
+        poll_day_key(store_id, day) for store_id in ("a", "c") for day in days
+    )
+    assert retention.store_days(0) == {} and retention.store_days(2) == {}
+    assert list(retention.store_days(1)) == ["b"]
+    assert set(retention.max_timestamp_us) == {1}

@@ -14,7 +14,7 @@ changelogs persist, and every worker recovers from them when it starts):
 - `<prefix>1x-`: the same at Loop scale (14,000 stores, ~2.6M polls), bench/out/sg-1x.
 
 Each measurement starts its services as subprocesses (fresh PostgreSQL schema, free
-loopback port, each worker with its own STOREMON_STATE_DIR under bench/out/sg-state/
+loopback port, each worker with its own STOREMON_WORKER_DATA_DIR under bench/out/sg-state/
 and no /metrics port) and samples every process's RSS every 0.2 s over its whole life
 (psutil), from start through recovery and the reports. It prints one line per figure:
 
@@ -127,7 +127,7 @@ class Fleet:
             # Each worker its own Faust data folder.
             state_dir = OUT / "sg-state" / name
             state_dir.mkdir(parents=True, exist_ok=True)
-            env["STOREMON_STATE_DIR"] = str(state_dir)
+            env["STOREMON_WORKER_DATA_DIR"] = str(state_dir)
         with (self.logs / f"{name}.log").open("wb") as log:
             process = subprocess.Popen(
                 [*STOREMON, command], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -112,9 +112,13 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
         web_enabled=settings.worker_metrics_port > 0,
         web_bind=settings.api_host,
         web_port=settings.worker_metrics_port or None,
-        # Throughput: bigger fetches, stream buffers and produce batches than
-        # Faust's defaults (1 MiB, 4096 events, 16 KiB), measured in bench/.
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        # Throughput: bigger stream buffers and produce batches than Faust's defaults
+        # (4096 events, 16 KiB), measured in bench/. Fetches of 256 KiB a partition
+        # instead of 1 MiB (8 MiB before): as fast at Loop scale (54k polls/s), while
+        # the fetched and not yet processed records of every assigned partition (inputs
+        # and changelogs) cost ~50 MiB less at Loop scale, however few partitions
+        # the worker owns (BENCHMARKS.md, "Scatter/gather reports").
+        consumer_max_fetch_size=256 * 1024,
         stream_buffer_maxsize=65536,
         producer_max_batch_size=1024 * 1024,
         producer_linger=0.02,

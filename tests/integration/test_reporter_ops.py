@@ -9,11 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import NewTopic
 
 from storemon.config import Settings
 from storemon.inputs.values import Poll, parse_timestamp
-from storemon.kafka.clients import admin_client, make_producer
+from storemon.kafka.clients import make_producer
 from storemon.kafka.partitioning import partition_of
 from storemon.kafka.topics import changelog_topic, ensure_topics
 from storemon.observability import metric_names as names
@@ -129,10 +128,7 @@ def test_state_lag_in_seconds_compares_the_last_produced_poll_with_the_newest_ac
     )
     # What the owners accepted, as a worker writes it: partition `first` two hours behind.
     producer = make_producer(report_settings)
-    changelog = changelog_topic(report_settings, NEWEST_POLL_TABLE)
-    # As the worker creates it (no worker runs here).
-    admin = admin_client(report_settings)
-    admin.create_topics([NewTopic(changelog, PARTITIONS, 1)])[changelog].result(30)
+    changelog = changelog_topic(report_settings, NEWEST_POLL_TABLE)  # ensure_topics made it
     for partition, newest_us in ((first, T0 - 2 * HOUR_US), (second, T0 - HOUR_US)):
         producer.produce(
             changelog, encode_newest_poll(newest_us), newest_poll_key(partition),

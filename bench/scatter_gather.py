@@ -34,10 +34,7 @@ and no /metrics port) and samples every process's RSS every 0.2 s over its whole
   with the four workers, and the peak RSS of every service process.
 
 Needs Kafka and PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL; default:
-deploy/local's). Owners started together share the first assignment only on a broker
-with Kafka's default `group.initial.rebalance.delay.ms` (3 s, as in production; the
-local broker has 0 for the tests): start it with
-`STOREMON_KAFKA_INITIAL_REBALANCE_DELAY_MS=3000 deploy/local/stack.sh start`. Logs go to bench/out/sg-logs/. Building the 4x state takes minutes.
+deploy/local's). Logs go to bench/out/sg-logs/. Building the 4x state takes minutes.
 """
 
 from __future__ import annotations

@@ -463,6 +463,27 @@ def _up(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
 
+def _add_health(subcommands: Any) -> None:
+    _command(subcommands, _health)
+
+
+def _health(args: argparse.Namespace) -> int:
+    """exit 0 if the service beside it answers /healthz (for container health checks)
+
+    Ask http://127.0.0.1:PORT/healthz on the API's, the reporter's and the worker's ports
+    (STOREMON_API_PORT, STOREMON_REPORTER_METRICS_PORT, STOREMON_WORKER_METRICS_PORT):
+    healthy when one answers 200, else exit status 1 and one line saying what each
+    port answered.
+    """
+    from storemon.observability.probe import probe
+
+    result = probe(Settings.from_env())
+    if not result.healthy:
+        raise CommandError(f"unhealthy: {result.detail}")
+    print(result.detail)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------
@@ -475,6 +496,7 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_services,
     _add_lag,
     _add_up,
+    _add_health,
 )
 
 

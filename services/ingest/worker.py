@@ -333,6 +333,11 @@ def create_app(settings: Settings) -> faust.App:
     async def close_database(app: faust.App, **kwargs: Any) -> None:
         await parts.close()
 
+    @app.page("/healthz")
+    async def serve_healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        """Liveness: answered while the worker's event loop runs."""
+        return web.json({"status": "ok"})
+
     @app.page("/metrics")
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         greatest_event_time_us = max(retention.max_timestamp_us.values(), default=None)

@@ -25,7 +25,7 @@ from storemon.kafka.topics import (
 from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
 
 from .services import ServiceProcess, free_port, wait_until
-from .stack import Stack, completed, data_arguments, eventually, report_json, trigger
+from .stack import Stack, completed, data_arguments, eventually, report_json, run_storemon, trigger
 
 STORES = 200
 
@@ -199,4 +199,12 @@ async def test_state_records_that_break_the_layout_leave_reports_whole(stack, ht
     async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
         metrics = await response.text()
     assert 'storemon_worker_state_records_skipped_total{table="polls"} 1' in metrics
+    # A container's health probe finds the worker by its port alone (no API there).
+    beside_the_worker = {
+        **stack.env,
+        "STOREMON_WORKER_METRICS_PORT": str(port),
+        "STOREMON_API_PORT": str(free_port()),
+        "STOREMON_REPORTER_METRICS_PORT": "0",
+    }
+    assert b"worker answers" in run_storemon(["health"], beside_the_worker)
     assert 'storemon_worker_report_parts_total{outcome="computed"} 4' in metrics

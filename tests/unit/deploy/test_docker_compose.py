@@ -76,7 +76,41 @@ def test_the_api_port_is_published_and_matches_its_setting(compose):
     api = compose["services"]["api"]
     port = api["environment"]["STOREMON_API_PORT"]
     assert f"127.0.0.1:{port}:{port}" in api["ports"]
-    assert port in " ".join(api["healthcheck"]["test"])
+
+
+#: The setting of the port each service answers /healthz on (what `storemon health` asks).
+HEALTH_PORT_SETTINGS = {
+    "api": "STOREMON_API_PORT",
+    "reporter": "STOREMON_REPORTER_METRICS_PORT",
+    "worker": "STOREMON_WORKER_METRICS_PORT",
+}
+
+
+@pytest.mark.parametrize("name", STOREMON_SERVICES)
+def test_every_storemon_service_is_checked_by_storemon_health_on_its_own_port(compose, name):
+    service = compose["services"][name]
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1:] == ["storemon", "health"]
+    build_parser().parse_args(test[2:])  # a real subcommand
+    assert int(service["environment"][HEALTH_PORT_SETTINGS[name]]) > 0
+
+
+def test_the_database_and_the_workers_folder_are_named_volumes(compose):
+    assert set(compose["volumes"]) == {"postgres-data", "worker-state"}
+    assert "postgres-data:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
+    state_dir = compose["services"]["worker"]["environment"]["STOREMON_STATE_DIR"]
+    assert f"worker-state:{state_dir}" in compose["services"]["worker"]["volumes"]
+
+
+def test_the_image_runs_as_an_unprivileged_user_with_a_health_check():
+    lines = [
+        line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    healthcheck = " ".join(lines[[line.startswith("HEALTHCHECK") for line in lines].index(True):])
+    assert 'CMD ["storemon", "health"]' in healthcheck
 
 
 def test_every_published_port_is_bound_to_loopback_only(compose):

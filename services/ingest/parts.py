@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APPLICATION_NAME = "storemon-worker"
-#: Stores a part computes at once: bounds the engine's temporary arrays (~1 KiB a poll... per
-#: chunk, not per partition) at a few ms of per-call cost each.
+#: Stores a part computes at once: the engine's temporary arrays are then those of a
+#: chunk, not of a whole partition, at a few ms of per-call cost a chunk.
 CHUNK_STORES = 2_000
 #: PostgreSQL out of reach: tried again, pausing up to 8 s, until it answers.
 DATABASE_RETRY = RetryPolicy(is_transient=reports_db.is_unavailable)

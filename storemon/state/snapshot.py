@@ -9,7 +9,7 @@ by the chunk, not by the partition.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -44,8 +44,9 @@ class PartitionSlice:
         while chunk := list(islice(ids, stores)):
             yield PartitionSlice(
                 {store_id: self.polls[store_id] for store_id in chunk},
-                {s: self.schedules[s] for s in chunk if s in self.schedules},
-                {s: self.zones[s] for s in chunk if s in self.zones},
+                {store_id: self.schedules[store_id] for store_id in chunk
+                 if store_id in self.schedules},
+                {store_id: self.zones[store_id] for store_id in chunk if store_id in self.zones},
             )
 
 
@@ -68,7 +69,7 @@ class SnapshotBuilder:
         """The engine's inputs of `state`."""
         return self.polls(state), self.business_hours(state), self.timezones(state)
 
-    def keep_only(self, store_ids: set[str] | dict[str, bytes]) -> None:
+    def keep_only(self, store_ids: Iterable[str]) -> None:
         """Forget the schedules of stores not in `store_ids` (gone from the partition)."""
         for gone in self._schedules.keys() - store_ids:
             del self._schedules[gone]

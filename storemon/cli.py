@@ -314,18 +314,28 @@ def _topic_errors() -> Iterator[None]:
 
 
 def _command(
-    subcommands: Any, handler: Callable[[argparse.Namespace], int], *,
-    name: str | None = None, doc: str | None = None,
+    subcommands: Any, handler: Callable[[argparse.Namespace], int]
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser, run by `handler(args)`.
+    """The parser of the subcommand `handler` runs, declared by the handler itself.
 
     Its name is the handler's without the leading underscore, `_` read as `-`; its help
     is the first line of the handler's docstring and its description the rest.
     """
-    name = name or handler.__name__.lstrip("_").replace("_", "-")
-    summary, _, description = inspect.cleandoc(doc or handler.__doc__ or "").partition("\n\n")
+    summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+    name = handler.__name__.lstrip("_").replace("_", "-")
+    return _subcommand(subcommands, name, handler, summary, " ".join(description.split()))
+
+
+def _subcommand(
+    subcommands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """A subcommand's parser, run by `handler(args)`."""
     parser: argparse.ArgumentParser = subcommands.add_parser(
-        name, help=summary, description=" ".join(description.split())
+        name, help=summary, description=description
     )
     parser.set_defaults(handler=handler)
     return parser
@@ -366,9 +376,9 @@ SERVICES = (
 
 def _add_services(subcommands: Any) -> None:
     for service in SERVICES:
-        parser = _command(
-            subcommands, functools.partial(_run_service, service),
-            name=service.name, doc=f"{service.help}\n\n{service.description}",
+        parser = _subcommand(
+            subcommands, service.name, functools.partial(_run_service, service), service.help,
+            service.description,
         )
         _add_loglevel(parser)
 

@@ -27,6 +27,7 @@ import asyncpg
 from storemon.database.reports_db import (
     LargeObjectWriter,
     StoredCsv,
+    is_database_error,
     lock_running,
     mark_complete,
 )
@@ -170,14 +171,15 @@ class PartsListener:
         await self.close()
         try:
             connection = await self.pool.acquire(timeout=LISTEN_TIMEOUT_S)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            try:
+                await connection.add_listener(PARTS_CHANNEL_PREFIX + self.schema, self._notified)
+            except BaseException:
+                await self.pool.release(connection)
+                raise
+        except Exception as exc:  # a timeout is an OSError too
+            if not is_database_error(exc):
+                raise
             log.warning("cannot listen for stored parts (looking instead): %s", exc)
-            return
-        try:
-            await connection.add_listener(PARTS_CHANNEL_PREFIX + self.schema, self._notified)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("cannot listen for stored parts (looking instead): %s", exc)
-            await self.pool.release(connection)
             return
         self._connection = connection
 
@@ -198,8 +200,9 @@ class PartsListener:
         if connection is not None:
             try:
                 await self.pool.release(connection)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pass  # a broken connection: the pool replaces it
+            except Exception as exc:  # a broken connection: the pool replaces it
+                if not is_database_error(exc):
+                    raise
 
 
 async def assemble_report(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
+
+from ports import free_port as free_port  # the integration tests import it from here
 
 from storemon.config import Settings
 from storemon.inputs.values import Poll
@@ -24,13 +25,6 @@ from storemon.state.reader import StateReader, StateView
 
 T = TypeVar("T")
 STOREMON = [sys.executable, "-m", "storemon.cli"]
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def service_env(kafka_bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:

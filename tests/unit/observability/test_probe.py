@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from ports import free_port
 
 from storemon.config import Settings
 from storemon.observability.probe import probe
@@ -37,12 +38,6 @@ def serving(status: int) -> Iterator[int]:
         server.server_close()
 
 
-def unused_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return int(probe_socket.getsockname()[1])
-
-
 def settings(api: int, reporter: int, worker: int) -> Settings:
     return dataclasses.replace(
         Settings.from_env(), api_port=api, reporter_metrics_port=reporter,
@@ -52,14 +47,14 @@ def settings(api: int, reporter: int, worker: int) -> Settings:
 
 def test_the_service_listening_on_its_port_is_found_whichever_it_is():
     with serving(200) as port:
-        result = probe(settings(unused_port(), port, 0))
+        result = probe(settings(free_port(), port, 0))
     assert result.healthy
     assert result.detail == f"reporter answers http://127.0.0.1:{port}/healthz"
 
 
 def test_nothing_answering_or_an_error_status_is_unhealthy_and_says_what_each_port_did():
     with serving(503) as port:
-        closed = unused_port()
+        closed = free_port()
         result = probe(settings(closed, 0, port))
     assert not result.healthy
     assert f"api http://127.0.0.1:{closed}/healthz: " in result.detail

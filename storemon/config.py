@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,6 +293,12 @@ class Settings:
     #: The worker's Faust data folder (STOREMON_WORKER_DATA_DIR); None: the default under
     #: state_dir (storemon.kafka.topics.worker_data_dir). Two workers on one host need one each.
     worker_data_dir: Path | None = None
+    #: The URL other processes reach this worker's web server at (STOREMON_WORKER_URL),
+    #: which the group tells every member; None: http://api_host:worker_metrics_port.
+    worker_url: str | None = None
+    #: Workers the API asks which worker owns which partition (STOREMON_WORKER_URLS,
+    #: comma-separated; any one answering will do, e.g. a Kubernetes Service).
+    worker_urls: tuple[str, ...] = (f"http://127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}",)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -324,6 +331,14 @@ class Settings:
                 Path(os.environ["STOREMON_WORKER_DATA_DIR"])
                 if os.environ.get("STOREMON_WORKER_DATA_DIR")
                 else None
+            ),
+            worker_url=os.environ.get("STOREMON_WORKER_URL") or None,
+            worker_urls=tuple(
+                url.strip()
+                for url in os.environ.get(
+                    "STOREMON_WORKER_URLS", f"http://127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}"
+                ).split(",")
+                if url.strip()
             ),
         )
         settings.validate()
@@ -400,8 +415,33 @@ class Settings:
                     "must be an http:// or https:// URL without query or fragment",
                 )
             )
+        if self.worker_url is not None and not _is_base_url(self.worker_url):
+            found.append(
+                _invalid(
+                    "STOREMON_WORKER_URL",
+                    self.worker_url,
+                    "must be an http:// or https:// URL without query or fragment",
+                )
+            )
+        bad_worker_urls = [url for url in self.worker_urls if not _is_base_url(url)]
+        if bad_worker_urls or not self.worker_urls:
+            found.append(
+                _invalid(
+                    "STOREMON_WORKER_URLS",
+                    ",".join(self.worker_urls),
+                    "must be one or more http:// or https:// URLs, separated by commas",
+                )
+            )
         found += self._token_problems()
         return found
+
+    def advertised_worker_url(self) -> str:
+        """Where other processes reach this worker's web server."""
+        if self.worker_url is not None:
+            return self.worker_url.rstrip("/")
+        # A wildcard address is no address to reach: the host's name is.
+        host = socket.gethostname() if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return f"http://{host}:{self.worker_metrics_port}"
 
     def tokens(self) -> tuple[ApiToken, ...]:
         """Every token of the API; none: the API is open."""

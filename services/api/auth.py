@@ -35,6 +35,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/reports/{report_id}.csv"): SCOPE_READ,
     ("DELETE", "/reports/{report_id}"): SCOPE_ADMIN,
     ("POST", "/events"): SCOPE_INGEST,
+    ("GET", "/stores/{store_id}"): SCOPE_READ,
+    ("GET", "/stores/{store_id}/polls"): SCOPE_READ,
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,

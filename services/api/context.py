@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
 from storemon.api.metrics import Metrics
+from storemon.api.owners import Owners
 from storemon.config import Settings
 from storemon.kafka.async_producer import AsyncProducer
 
@@ -14,3 +16,6 @@ METRICS = web.AppKey("metrics", Metrics)
 #: Set by the application's cleanup contexts while it runs.
 POOL = web.AppKey("pool", asyncpg.Pool)
 PRODUCER = web.AppKey("producer", AsyncProducer)
+#: The client the API asks workers with, and what they said of who owns what.
+SESSION = web.AppKey("worker_session", aiohttp.ClientSession)
+OWNERS = web.AppKey("owners", Owners)

@@ -6,7 +6,7 @@ import json
 import logging
 from contextlib import aclosing
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -17,12 +17,16 @@ from storemon.api.context import POOL, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
 from storemon.database import reports_db
 from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
-from storemon.inputs.values import RowError, parse_store_id, parse_timestamp
+from storemon.inputs.values import RowError, parse_store_id
 from storemon.kafka.async_producer import DeliveryError
 from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
-from storemon.messages.polls import MAX_FUTURE_US
-from storemon.messages.report_requests import ReportRequest, is_report_id, new_report_id
-from storemon.timebase import datetime_from_us, format_timestamp, now_us, us_from_datetime
+from storemon.messages.report_requests import (
+    ReportRequest,
+    is_report_id,
+    new_report_id,
+    parse_as_of,
+)
+from storemon.timebase import format_timestamp, now_us, us_from_datetime
 
 log = logging.getLogger("storemon.api")
 
@@ -33,10 +37,6 @@ MAX_REQUEST_BYTES = 900_000
 #: of the longest kind (128 characters, 131 bytes encoded) fit in MAX_REQUEST_BYTES.
 #: Ids whose characters JSON escapes take more room: the encoded size is checked too.
 MAX_STORE_IDS = 6_000
-#: as_of may not be earlier than this (PostgreSQL would store year 1 as -infinity)...
-EARLIEST_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
-#: ...nor later than this after now (polls further ahead are refused too).
-MAX_AS_OF_AHEAD = timedelta(microseconds=MAX_FUTURE_US)
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
 
@@ -88,14 +88,9 @@ async def _requested_report(request: web.Request) -> ReportRequest:
     as_of_us = None
     if given.get("as_of") is not None:
         try:
-            as_of_us = parse_timestamp(given["as_of"])
+            as_of_us = parse_as_of(given["as_of"])
         except RowError as exc:
             raise _bad_request(f"as_of: {exc.reason}") from None
-        latest = datetime.now(UTC) + MAX_AS_OF_AHEAD
-        if not EARLIEST_AS_OF <= datetime_from_us(as_of_us) <= latest:
-            raise _bad_request(
-                f"as_of must be between {_iso(EARLIEST_AS_OF)} and a day from now ({_iso(latest)})"
-            )
     report = ReportRequest(new_report_id(), now_us(), as_of_us)
     store_ids = given.get("store_ids")
     if store_ids is not None:

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -152,38 +152,40 @@ class PartMaker:
             extra=context,
         )
 
-    def _slice(self, task: ReportTask) -> PartitionSlice:
-        """The task's stores as this worker holds them, in store_id order (the engine then
-        finds its polls sorted). Values are copied by reference: the tables keep changing
-        while the part is computed."""
-        held = self.retention.store_days(task.partition)
-        wanted = held.keys() if task.store_ids is None else set(task.store_ids) & held.keys()
-        poll_day = self.poll_days.get
+    def slice(self, partition: int, store_ids: Iterable[str] | None = None) -> PartitionSlice:
+        """The partition's stores (or those of `store_ids` it holds polls of) as this
+        worker holds them, in store_id order (the engine then finds its polls sorted)."""
+        held = self.retention.store_days(partition)
+        wanted = held.keys() if store_ids is None else set(store_ids) & held.keys()
         part = PartitionSlice()
         for store_id in sorted(wanted):
-            days = held[store_id]
-            polls = b"".join(
-                value for day in sorted(days) if (value := poll_day(days[day])) is not None
-            )
-            if not polls:
-                continue
-            part.polls[store_id] = polls
-            key = store_id.encode()
-            schedule = self.schedules.get(key)
-            if schedule is not None:
-                part.schedules[store_id] = schedule
-            zone = self.zones.get(key)
-            if zone is not None:
-                try:
-                    part.zones[store_id] = validate_timezone(zone.decode())
-                except (UnicodeDecodeError, RowError) as exc:
-                    # Only a record written to the changelog by something else can be one.
-                    log.error("zone of store %r in state is invalid, taken as none: %s",
-                              store_id, exc)
+            self.add_store(part, store_id, held[store_id])
         return part
 
+    def add_store(self, part: PartitionSlice, store_id: str, days: Mapping[int, bytes]) -> None:
+        """Add a store's polls (from its day keys `days`), schedule and zone to `part`.
+        Values are copied by reference: the tables keep changing meanwhile."""
+        poll_day = self.poll_days.get
+        polls = b"".join(
+            value for day in sorted(days) if (value := poll_day(days[day])) is not None
+        )
+        if polls:
+            part.polls[store_id] = polls
+        key = store_id.encode()
+        schedule = self.schedules.get(key)
+        if schedule is not None:
+            part.schedules[store_id] = schedule
+        zone = self.zones.get(key)
+        if zone is not None:
+            try:
+                part.zones[store_id] = validate_timezone(zone.decode())
+            except (UnicodeDecodeError, RowError) as exc:
+                # Only a record written to the changelog by something else can be one.
+                log.error("zone of store %r in state is invalid, taken as none: %s",
+                          store_id, exc)
+
     async def _compute(self, task: ReportTask) -> list[tuple[str, str]]:
-        part = self._slice(task)
+        part = self.slice(task.partition, task.store_ids)
         builder = self._builders.setdefault(task.partition, SnapshotBuilder())
 
         def rows() -> list[tuple[str, str]]:

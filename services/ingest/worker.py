@@ -24,6 +24,7 @@ from faust.types import TP, EventT, StreamT
 
 from storemon.config import Settings
 from storemon.ingest.parts import AppliedOffsets, PartMaker
+from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs.values import RowError
 from storemon.kafka.partitioning import partition_of
@@ -108,10 +109,13 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
         # default: 3 s) is how soon the others learn that a worker joins.
         broker_session_timeout=15.0,
         broker_heartbeat_interval=1.0,
-        # Faust's web server serves /metrics only (STOREMON_WORKER_METRICS_PORT, 0: none).
+        # Faust's web server (STOREMON_WORKER_METRICS_PORT, 0: none): /metrics, /healthz and
+        # the live store queries.
         web_enabled=settings.worker_metrics_port > 0,
         web_bind=settings.api_host,
         web_port=settings.worker_metrics_port or None,
+        # What the group tells the other members (GET /partitions): how to reach this one.
+        canonical_url=settings.advertised_worker_url(),
         # Throughput: bigger stream buffers and produce batches than Faust's defaults
         # (4096 events, 16 KiB), measured in bench/. Fetches of 256 KiB a partition
         # instead of 1 MiB (8 MiB before): as fast at Loop scale (54k polls/s), while
@@ -332,6 +336,51 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect
     async def close_database(app: faust.App, **kwargs: Any) -> None:
         await parts.close()
+
+    status_topic_name = status_topic.get_topic_name()
+
+    def unavailable(partition: int) -> str | None:
+        """Why this worker may not answer for `partition` now (None: it may)."""
+        if app.rebalancing or app.in_recovery:
+            return "this worker's state is being rebuilt after a rebalance; try again shortly"
+        if TP(status_topic_name, partition) not in app.consumer.assignment():
+            return "owned by another worker"
+        return None
+
+    answers = StoreAnswers(settings, partitions, parts, offsets, unavailable)
+
+    def answer(web: faust.web.View, question: Callable[[], dict[str, Any]]) -> faust.web.Response:
+        try:
+            return web.json(question())
+        except QueryError as error:
+            return web.json(error.body(), status=error.status, headers=error.headers)
+
+    @app.page("/stores/{store_id}")
+    async def serve_store(
+        web: faust.web.View, request: faust.web.Request, store_id: str
+    ) -> faust.web.Response:
+        return answer(web, lambda: answers.store(store_id, request.query))
+
+    @app.page("/stores/{store_id}/polls")
+    async def serve_store_polls(
+        web: faust.web.View, request: faust.web.Request, store_id: str
+    ) -> faust.web.Response:
+        return answer(web, lambda: answers.polls(store_id, request.rel_url.raw_path, request.query))
+
+    @app.page("/partitions")
+    async def serve_partitions(
+        web: faust.web.View, request: faust.web.Request
+    ) -> faust.web.Response:
+        """Which worker (its URL) owns which state partition, as the group last agreed."""
+        if app.rebalancing:
+            error = QueryError(503, "rebalancing", "the workers are rebalancing")
+            return web.json(error.body(), status=503, headers=error.headers)
+        owners = {
+            partition: url
+            for url, topics in app.router.external_topics_metadata().items()
+            for partition in topics.get(status_topic_name, ())
+        }
+        return web.json({"partitions": partitions, "owners": owners})
 
     @app.page("/healthz")
     async def serve_healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:

@@ -16,8 +16,14 @@ from typing import Any
 
 from storemon.inputs.values import RowError, parse_timestamp
 from storemon.messages import schemas
+from storemon.messages.polls import MAX_FUTURE_US
 from storemon.messages.records import NotJson, decode_json, encode_json
-from storemon.timebase import format_timestamp
+from storemon.timebase import format_timestamp, now_us
+
+#: as_of may not be earlier than this (PostgreSQL would store year 1 as -infinity)...
+EARLIEST_AS_OF_US = 946_684_800_000_000  # 2000-01-01 00:00:00 UTC
+#: ...nor later than this after now (polls further ahead are refused too).
+MAX_AS_OF_AHEAD_US = MAX_FUTURE_US
 
 REPORT_ID_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -30,6 +36,23 @@ def new_report_id() -> str:
 def is_report_id(text: str) -> bool:
     """Whether `text` is a report id: 128 bits as 32 lower-case hex characters."""
     return REPORT_ID_RE.fullmatch(text) is not None
+
+
+def parse_as_of(value: object) -> int:
+    """A requested `as_of` (a report's, or a live store query's) as epoch µs; RowError
+    (field "as_of") for one that is not a timestamp or lies outside the allowed range."""
+    try:
+        as_of_us = parse_timestamp(value)
+    except RowError as exc:
+        raise RowError("as_of", exc.reason) from None
+    latest_us = now_us() + MAX_AS_OF_AHEAD_US
+    if not EARLIEST_AS_OF_US <= as_of_us <= latest_us:
+        raise RowError(
+            "as_of",
+            f"must be between {format_timestamp(EARLIEST_AS_OF_US)} and a day from now"
+            f" ({format_timestamp(latest_us)})",
+        )
+    return as_of_us
 
 
 class InvalidRequest(ValueError):

@@ -94,6 +94,11 @@ class Retention:
         the live ones: read them before the next change)."""
         return {store_id: held.keys for store_id, held in self._stores.get(partition, {}).items()}
 
+    def days_of(self, partition: int, store_id: str) -> dict[int, bytes]:
+        """{UTC day: table key} of one store of the partition (empty: none held)."""
+        held = self._stores.get(partition, {}).get(store_id)
+        return {} if held is None else held.keys
+
     def cutoff_us(self, partition: int, store_id: str) -> int | None:
         """Polls of the store before this instant are not kept (None: keep all)."""
         held = self._stores.get(partition, {}).get(store_id)

@@ -112,7 +112,12 @@ def plan_services(settings: Settings, workers: int, reporters: int) -> list[Serv
     for number, port in enumerate(reporter_ports, 1):
         env = {"STOREMON_REPORTER_METRICS_PORT": str(port)}
         specs.append(ServiceSpec(_numbered("reporter", number), "reporter", env, port))
-    specs.append(ServiceSpec("api", "api"))
+    # The API sends live store queries to the workers: any of them says who owns what.
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    api_env = {
+        "STOREMON_WORKER_URLS": ",".join(f"http://{host}:{port}" for port in worker_ports if port)
+    } if any(worker_ports) else {}
+    specs.append(ServiceSpec("api", "api", api_env))
     return specs
 
 

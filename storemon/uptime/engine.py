@@ -240,6 +240,19 @@ def compute(
     return Report(as_of_us, latest.report_ids, uptime / 2.0, downtime / 2.0, figures)
 
 
+def in_business_hours(
+    store_id: str, hours: BusinessHours, timezones: Timezones, at_us: int
+) -> bool:
+    """Whether `store_id` is open at the instant `at_us`, by the same schedule rules the
+    report's windows use (no rows: open 24x7; no zone: DEFAULT_TIMEZONE)."""
+    # The report's intervals end at its as_of (exclusive): ask for a window that ends
+    # just after the instant, and see whether the instant is inside one.
+    horizon_start = at_us + 1 - HORIZON_US
+    _, start, end = _business_intervals(object_array([store_id]), hours, timezones, horizon_start)
+    offset = at_us - horizon_start
+    return bool(np.any((start <= offset) & (offset < end)))
+
+
 def _empty_report(as_of_us: int | None) -> Report:
     shape = (0, len(WINDOWS))
     return Report(

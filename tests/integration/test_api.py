@@ -437,7 +437,7 @@ async def test_as_of_out_of_the_documented_range_is_refused(api):
         ]:
             response = await client.post("/trigger_report", json={"as_of": as_of})
             error = await error_of(response, 400)
-            assert "as_of must be between 2000-01-01T00:00:00" in error["message"], as_of
+            assert "as_of: must be between 2000-01-01T00:00:00" in error["message"], as_of
         for as_of in ["2000-01-01T00:00:00Z", (now + timedelta(hours=23)).isoformat()]:
             response = await client.post("/trigger_report", json={"as_of": as_of})
             assert response.status == 202, await response.text()

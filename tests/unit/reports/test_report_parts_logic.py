@@ -53,12 +53,12 @@ def part_maker(stores: dict[str, int]) -> PartMaker:
 
 def test_a_part_is_taken_from_its_partition_only_and_the_stores_asked():
     maker = part_maker({"a": 0, "b": 0, "c": 1})
-    whole = maker._slice(ReportTask("0" * 32, 0, 0))
+    whole = maker.slice(0)
     assert list(whole.polls) == ["a", "b"]  # in store_id order
     assert list(whole.schedules) == ["a"]
     # A zone the worker could not have stored is taken as none, not a failed part.
     assert whole.zones == {"a": "Europe/Paris"}
-    some = maker._slice(ReportTask("0" * 32, 0, 0, ("b", "c", "unknown")))
+    some = maker.slice(0, ("b", "c", "unknown"))
     assert list(some.polls) == ["b"]
 
 

@@ -56,9 +56,12 @@ def test_each_worker_and_reporter_gets_the_next_port_no_other_process_has(settin
     ]
     for spec in specs[:3]:
         assert spec.env["STOREMON_WORKER_METRICS_PORT"] == str(spec.metrics_port)
+    # The API asks the workers who owns which partition (live store queries).
+    assert specs[-1].env["STOREMON_WORKER_URLS"] == (
+        "http://127.0.0.1:9101,http://127.0.0.1:9103,http://127.0.0.1:9104"
+    )
     for spec in specs[3:5]:
         assert spec.env["STOREMON_REPORTER_METRICS_PORT"] == str(spec.metrics_port)
-    assert specs[-1].env == {}
 
 
 def test_each_worker_past_the_first_has_a_faust_folder_of_its_own(settings, tmp_path):

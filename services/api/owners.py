@@ -1,0 +1,52 @@
+"""Which worker owns which state partition, as the workers last said (GET /partitions)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+from yarl import URL
+
+log = logging.getLogger("storemon.api")
+
+#: A worker answers in milliseconds; one that takes this long is stuck.
+WORKER_TIMEOUT_S = 5.0
+#: The owners are asked again at most this often, however many queries find them moved.
+REFRESH_EVERY_S = 0.25
+
+
+class Owners:
+    """Which worker (its base URL) owns which state partition, as the workers last said."""
+
+    def __init__(self, workers: tuple[str, ...], session: aiohttp.ClientSession) -> None:
+        self._workers = [URL(url.rstrip("/")) for url in workers]
+        self._session = session
+        self._lock = asyncio.Lock()
+        self._asked_at = float("-inf")
+        self.partitions: int | None = None
+        self.by_partition: dict[int, URL] = {}
+
+    async def refresh(self) -> None:
+        """Ask the workers again (unless just asked); keeps what is known if none answers."""
+        async with self._lock:
+            if time.monotonic() - self._asked_at < REFRESH_EVERY_S:
+                return
+            self._asked_at = time.monotonic()
+            for worker in self._workers:
+                try:
+                    async with self._session.get(
+                        worker / "partitions", timeout=aiohttp.ClientTimeout(WORKER_TIMEOUT_S)
+                    ) as response:
+                        if response.status != 200:
+                            continue
+                        answer = await response.json()
+                except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                    log.debug("worker %s did not say who owns what: %s", worker, exc)
+                    continue
+                self.partitions = int(answer["partitions"])
+                self.by_partition = {
+                    int(partition): URL(url) for partition, url in answer["owners"].items()
+                }
+                return

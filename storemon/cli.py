@@ -473,6 +473,42 @@ def _up(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
 
+def _add_store(subcommands: Any) -> None:
+    parser = _command(subcommands, _store)
+    parser.add_argument("store_id", metavar="STORE_ID")
+    parser.add_argument("--as-of", metavar="TIME", help="answer for this instant (default: now)")
+    parser.add_argument("--polls", action="store_true",
+                        help="list the polls held for the store instead, oldest first")
+    parser.add_argument("--since", metavar="TIME", help="with --polls: from this instant on")
+    parser.add_argument("--until", metavar="TIME", help="with --polls: before this instant")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _store(args: argparse.Namespace) -> int:
+    """one store now: latest poll, business hours and its six figures, live
+
+    Ask the API (STOREMON_API_URL, default http://127.0.0.1:STOREMON_API_PORT; token from
+    STOREMON_API_TOKEN or STOREMON_API_TOKEN_FILE) for GET /stores/STORE_ID, which the
+    worker owning the store's partition answers from its state; with --polls, for the
+    polls it holds (every page).
+    """
+    import json
+
+    from storemon.tools.store_query import ApiCallError, describe, get_json, polls, store_path
+
+    settings = Settings.from_env()
+    try:
+        if args.polls:
+            for poll in polls(settings, args.store_id, args.since, args.until):
+                print(json.dumps(poll) if args.json else " ".join(poll.values()))
+            return 0
+        answer = get_json(settings, store_path(args.store_id, args.as_of))
+    except ApiCallError as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps(answer, indent=2) if args.json else describe(answer))
+    return 0
+
+
 def _add_health(subcommands: Any) -> None:
     _command(subcommands, _health)
 
@@ -506,6 +542,7 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_services,
     _add_lag,
     _add_up,
+    _add_store,
     _add_health,
 )
 

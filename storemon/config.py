@@ -212,14 +212,12 @@ def _api_tokens() -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
-def _ingest_token() -> str | None:
-    """STOREMON_INGEST_TOKEN, or the content of STOREMON_INGEST_TOKEN_FILE (stripped)."""
-    given = os.environ.get("STOREMON_INGEST_TOKEN") or None
-    from_file = _read_secret_file("STOREMON_INGEST_TOKEN_FILE")
+def _secret(variable: str) -> str | None:
+    """`variable`, or the content of `variable`_FILE (stripped); not both."""
+    given = os.environ.get(variable) or None
+    from_file = _read_secret_file(f"{variable}_FILE")
     if given is not None and from_file is not None:
-        raise SettingsError(
-            "STOREMON_INGEST_TOKEN and STOREMON_INGEST_TOKEN_FILE are both set: set one"
-        )
+        raise SettingsError(f"{variable} and {variable}_FILE are both set: set one")
     if from_file is not None:
         return from_file.strip() or None
     return given
@@ -299,6 +297,11 @@ class Settings:
     #: Workers the API asks which worker owns which partition (STOREMON_WORKER_URLS,
     #: comma-separated; any one answering will do, e.g. a Kubernetes Service).
     worker_urls: tuple[str, ...] = (f"http://127.0.0.1:{DEFAULT_WORKER_METRICS_PORT}",)
+    #: Where command-line clients (`storemon store`) reach the API (STOREMON_API_URL);
+    #: None: public_url, else http://127.0.0.1:api_port.
+    api_url: str | None = None
+    #: The bearer token command-line clients send (STOREMON_API_TOKEN(_FILE)).
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -315,7 +318,7 @@ class Settings:
             topic_partitions=TOPIC_PARTITIONS.read(),
             topic_replication_factor=TOPIC_REPLICATION.read(),
             state_dir=state_dir_from_env(),
-            ingest_token=_ingest_token(),
+            ingest_token=_secret("STOREMON_INGEST_TOKEN"),
             log_level=(os.environ.get("STOREMON_LOG_LEVEL") or DEFAULT_LOG_LEVEL).lower(),
             api_tokens=_api_tokens(),
             api_host=os.environ.get("STOREMON_API_HOST", DEFAULT_API_HOST),
@@ -340,6 +343,8 @@ class Settings:
                 ).split(",")
                 if url.strip()
             ),
+            api_url=os.environ.get("STOREMON_API_URL") or None,
+            api_token=_secret("STOREMON_API_TOKEN"),
         )
         settings.validate()
         return settings
@@ -423,6 +428,14 @@ class Settings:
                     "must be an http:// or https:// URL without query or fragment",
                 )
             )
+        if self.api_url is not None and not _is_base_url(self.api_url):
+            found.append(
+                _invalid(
+                    "STOREMON_API_URL",
+                    self.api_url,
+                    "must be an http:// or https:// URL without query or fragment",
+                )
+            )
         bad_worker_urls = [url for url in self.worker_urls if not _is_base_url(url)]
         if bad_worker_urls or not self.worker_urls:
             found.append(
@@ -434,6 +447,10 @@ class Settings:
             )
         found += self._token_problems()
         return found
+
+    def client_api_url(self) -> str:
+        """Where command-line clients reach the API."""
+        return (self.api_url or self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
 
     def advertised_worker_url(self) -> str:
         """Where other processes reach this worker's web server."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import random
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pytest
 from storemon.timebase import US_PER_MINUTE, format_timestamp
 from storemon.uptime.engine import REPORT_COLUMNS
 
-from .services import ServiceProcess, free_port, wait_until
+from .services import STOREMON, ServiceProcess, free_port, wait_until
 from .stack import Stack, api_ready, data_arguments, eventually
 
 pytestmark = pytest.mark.integration
@@ -258,7 +260,7 @@ async def test_while_owners_come_and_go_an_answer_is_right_or_503(
     ]
     asking = [
         asyncio.create_task(keep_asking(session, where))
-        for session, where in [(http, "api"), *zip(sessions, ["worker-1", "worker-2"])]
+        for session, where in [(http, "api"), *zip(sessions, ["worker-1", "worker-2"], strict=True)]
     ]
     try:
         owners.start(2)  # a rebalance: partitions move to the newcomer
@@ -283,3 +285,26 @@ async def answered_by(
 ) -> bool:
     answers = await every_store_answered(http, stores, as_of)
     return answers is not None and len({a["served_by"] for a in answers.values()}) == owner_count
+
+
+async def test_storemon_store_prints_the_live_answer(owners, http, as_of, expected_rows):
+    store_id = sorted(expected_rows)[0]
+    await eventually(
+        lambda: every_store_answered(http, [store_id], as_of), SETTLE_S, "answers", owners.stack
+    )
+    shown = owners.stack.storemon("store", store_id, "--as-of", as_of).decode()
+    assert f"store {store_id} (partition" in shown
+    uptime_line = next(line for line in shown.splitlines() if line.startswith("uptime"))
+    assert [float(figure) for figure in uptime_line.split()[1:]] == expected_rows[store_id][:3]
+    as_json = json.loads(owners.stack.storemon("store", store_id, "--as-of", as_of, "--json"))
+    assert figures_of(as_json) == expected_rows[store_id]
+    listed = owners.stack.storemon("store", store_id, "--polls").decode().splitlines()
+    async with http.get(f"/stores/{store_id}/polls", params={"limit": "10000"}) as response:
+        polls = (await response.json())["polls"]
+    assert listed == [f"{poll['timestamp_utc']} {poll['status']}" for poll in polls]
+    failed = subprocess.run(
+        [*STOREMON, "store", "no-such-store"], env=owners.stack.env, capture_output=True,
+        text=True, check=False,
+    )
+    assert failed.returncode == 1
+    assert "HTTP 404: no store 'no-such-store' in the state" in failed.stderr

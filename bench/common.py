@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -159,6 +159,35 @@ async def wait_ready(client: Client, timeout: float = 120) -> None:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def open_loop(
+    request: Callable[[int], Awaitable[bool]], rate: float, seconds: float
+) -> tuple[list[float], float, int]:
+    """`request(number)` at `rate`/s for `seconds`, each started on schedule whether or not
+    the ones before have answered (open loop), its latency measured from its scheduled
+    time, so a stall counts for every request it delays. Returns the latencies, the rate
+    achieved and how many requests failed (`request` returned False)."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(number: int, scheduled: float) -> None:
+        nonlocal failures
+        failures += not await request(number)
+        latencies.append(loop.time() - scheduled)
+
+    count = int(rate * seconds)
+    start = loop.time() + 0.1
+    tasks = []
+    for number in range(count):
+        scheduled = start + number / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(number, scheduled)))
+    await asyncio.gather(*tasks)
+    return latencies, count / (loop.time() - start), failures
 
 
 def describe(latencies: list[float]) -> str:

@@ -44,6 +44,7 @@ from bench.common import (
     Client,
     Deployment,
     describe,
+    open_loop,
     say,
     services,
     wait_ready,
@@ -98,31 +99,17 @@ async def status_load(
     client: Client, report_id: str, rate: float, seconds: float
 ) -> tuple[list[float], float]:
     """Open-loop GET /get_report (JSON) at `rate`/s; latencies from the scheduled times."""
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    failures = 0
 
-    async def one(scheduled: float) -> None:
-        nonlocal failures
+    async def status(number: int) -> bool:
         async with client.session.get(
             "/get_report", params={"report_id": report_id}, headers={"Accept": "application/json"}
         ) as response:
             await response.read()
-            failures += response.status != 200
-        latencies.append(loop.time() - scheduled)
+            return response.status == 200
 
-    count = int(rate * seconds)
-    start = loop.time() + 0.1
-    tasks = []
-    for number in range(count):
-        scheduled = start + number / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled)))
-    await asyncio.gather(*tasks)
+    latencies, achieved, failures = await open_loop(status, rate, seconds)
     assert failures == 0, f"{failures} status requests failed"
-    return latencies, count / (loop.time() - start)
+    return latencies, achieved
 
 
 async def store_big_report(settings: Settings) -> tuple[str, str]:

@@ -121,8 +121,10 @@ class Fleet:
         logs.mkdir(parents=True, exist_ok=True)
         self._sampler.start()
 
-    def start(self, name: str, command: str) -> subprocess.Popen[bytes]:
-        env = dict(self.deployment.env)
+    def start(
+        self, name: str, command: str, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
+        env = {**self.deployment.env, **extra_env}
         if command == "worker":
             # Each worker its own Faust data folder.
             state_dir = OUT / "sg-state" / name

@@ -77,6 +77,9 @@ KAFKA_VARIABLES = frozenset({
     "KAFKA_SSL_KEY_FILE",
 })
 OTHER_VARIABLES = frozenset({"DATABASE_URL"})
+#: Variables the pod's own fields fill (the downward API), for others to refer to as
+#: $(NAME): the worker's address, in STOREMON_WORKER_URL.
+POD_FIELD_VARIABLES = {"POD_IP": "status.podIP"}
 #: Where each service serves /healthz (the setting naming its port) and the source
 #: file that declares its HTTP routes, with the pattern of a route there.
 PORT_SETTINGS = {
@@ -356,8 +359,13 @@ class Layer:
             assert set(source) == {"configMapRef"}, "only ConfigMaps feed envFrom"
             env.update(self.named("ConfigMap", source["configMapRef"]["name"])["data"])
         for variable in container.get("env", []):
-            assert "value" in variable, f"{variable['name']}: a plain value (secrets are files)"
-            env[variable["name"]] = variable["value"]
+            name = variable["name"]
+            if name in POD_FIELD_VARIABLES:
+                field = variable["valueFrom"]["fieldRef"]["fieldPath"]
+                assert field == POD_FIELD_VARIABLES[name], name
+                continue
+            assert "value" in variable, f"{name}: a plain value (secrets are files)"
+            env[name] = variable["value"]
         return env
 
     def secret_file(self, pod: dict, container: dict, path: str) -> tuple[str, bytes]:
@@ -774,7 +782,9 @@ def test_every_variable_is_a_real_setting(layer: Layer) -> None:
         if name.startswith("STOREMON_"):
             assert f'"{name}"' in config_source, f"{name} is no setting of storemon/config.py"
         else:
-            assert name in KAFKA_VARIABLES | OTHER_VARIABLES, f"{name} is read by nothing"
+            assert name in KAFKA_VARIABLES | OTHER_VARIABLES | POD_FIELD_VARIABLES.keys(), (
+                f"{name} is read by nothing"
+            )
 
 
 def test_every_service_leaves_topics_to_strimzi(layer: Layer) -> None:

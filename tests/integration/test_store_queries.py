@@ -14,6 +14,7 @@ import io
 import json
 import random
 import subprocess
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -167,6 +168,10 @@ async def test_a_stores_figures_are_its_row_of_the_offline_report(
 async def test_unknown_stores_are_404_bad_ids_400_and_as_of_is_checked(owners, http):
     status, answer, _ = await ask(http, "no-such-store")
     assert (status, answer["error"]["code"]) == (404, "not_found")
+    # An id with characters a path must escape reaches the owner whole.
+    odd = "a/b%?#é"
+    status, answer, _ = await ask(http, urllib.parse.quote(odd, safe=""))
+    assert (status, answer["error"]["message"]) == (404, f"no store {odd!r} in the state")
     status, answer, _ = await ask(http, "x" * 200)
     assert status == 400 and "store_id" in answer["error"]["message"]
     some_store = sorted(await known_stores(owners))[0]

@@ -237,7 +237,8 @@ def _create_topics(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.dry_run:
-        missing = missing_topics(settings)
+        with _kafka_errors(settings):
+            missing = missing_topics(settings)
         for topic in missing:
             configs = " ".join(f"{key}={value}" for key, value in sorted(topic.config.items()))
             print(
@@ -249,7 +250,7 @@ def _create_topics(args: argparse.Namespace) -> int:
             if missing else "dry run: all topics already exist"
         )
         return 0
-    with _topic_errors():
+    with _kafka_errors(settings):
         created = ensure_topics(settings)
     _say(f"created {', '.join(created)}" if created else "all topics already exist")
     return 0
@@ -294,19 +295,32 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _prepare_topics(settings: Settings) -> None:
-    """Create the missing topics, or with STOREMON_CREATE_TOPICS=false check them: a
-    problem ends the command with one line."""
+    """Reach the cluster, then create the missing topics, or with
+    STOREMON_CREATE_TOPICS=false check them: a problem ends the command with one line."""
     from storemon.kafka.topics import prepare_topics
 
-    with _topic_errors():
+    with _kafka_errors(settings):
         prepare_topics(settings)
 
 
+def _reach_kafka(settings: Settings) -> None:
+    """Return once the cluster answers; a refused login or certificate, or no answer,
+    ends the command with one line within seconds."""
+    from storemon.kafka.clients import KafkaUnreachable, verify_connection
+
+    try:
+        verify_connection(settings)
+    except KafkaUnreachable as exc:
+        raise CommandError(str(exc)) from None
+
+
 @contextmanager
-def _topic_errors() -> Iterator[None]:
-    """A TopicError (topics not as storemon needs them) ends the command with its line."""
+def _kafka_errors(settings: Settings) -> Iterator[None]:
+    """The cluster reached first (`_reach_kafka`); a TopicError (topics not as storemon
+    needs them) ends the command with its line."""
     from storemon.kafka.topics import TopicError
 
+    _reach_kafka(settings)
     try:
         yield
     except TopicError as exc:
@@ -387,8 +401,11 @@ def _run_service(service: Service, args: argparse.Namespace) -> int:
     # Imported here: each command pays only for its own imports.
     run = getattr(importlib.import_module(service.module), service.function)
     settings = Settings.from_env()
-    _prepare_topics(settings)
-    with _topic_errors():  # the worker checks its input topics are co-partitioned
+    from storemon.kafka.topics import prepare_topics
+
+    # The worker checks its input topics are co-partitioned as it starts, too.
+    with _kafka_errors(settings):
+        prepare_topics(settings)
         run(settings, loglevel=_loglevel(args, settings))
     return 0
 
@@ -415,6 +432,7 @@ def _lag(args: argparse.Namespace) -> int:
     from storemon.kafka.lag import consumer_lag, lag_as_json, lag_as_table
 
     settings = Settings.from_env()
+    _reach_kafka(settings)
     while True:
         rows = consumer_lag(settings)
         text = json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows)

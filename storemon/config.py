@@ -253,6 +253,96 @@ def with_local_passfile(url: str, state_dir: Path) -> str:
     return f"{url}{'&' if parts.query else '?'}passfile={passfile}"
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of storemon authenticates and encrypts (KAFKA_* settings).
+
+    TLS (SSL, SASL_SSL): the broker's certificate is checked against `ssl_ca_file` (else
+    the system's CAs) and its host name; a client certificate is optional. SASL
+    (SASL_PLAINTEXT, SASL_SSL): a user and password with one of KAFKA_SASL_MECHANISMS.
+    Secrets never appear in a repr or a log line.
+    """
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_file: str | None = None
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @classmethod
+    def from_env(cls) -> KafkaSecurity:
+        return cls(
+            protocol=(os.environ.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+            sasl_mechanism=(os.environ.get("KAFKA_SASL_MECHANISM") or "").upper() or None,
+            sasl_username=os.environ.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=_secret("KAFKA_SASL_PASSWORD"),
+            ssl_ca_file=os.environ.get("KAFKA_SSL_CA_FILE") or None,
+            ssl_cert_file=os.environ.get("KAFKA_SSL_CERT_FILE") or None,
+            ssl_key_file=os.environ.get("KAFKA_SSL_KEY_FILE") or None,
+            ssl_key_password=_secret("KAFKA_SSL_KEY_PASSWORD"),
+        )
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.protocol not in KAFKA_SECURITY_PROTOCOLS:
+            found.append(_invalid("KAFKA_SECURITY_PROTOCOL", self.protocol,
+                                  f"must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"))
+            return found
+        sasl = {
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.sasl_username,
+            "KAFKA_SASL_PASSWORD(_FILE)": self.sasl_password,
+        }
+        tls = {
+            "KAFKA_SSL_CA_FILE": self.ssl_ca_file,
+            "KAFKA_SSL_CERT_FILE": self.ssl_cert_file,
+            "KAFKA_SSL_KEY_FILE": self.ssl_key_file,
+            "KAFKA_SSL_KEY_PASSWORD(_FILE)": self.ssl_key_password,
+        }
+        if self.uses_sasl:
+            found += [
+                f"{name} is not set: KAFKA_SECURITY_PROTOCOL={self.protocol} needs it"
+                for name, value in sasl.items() if value is None
+            ]
+            if self.sasl_mechanism is not None and self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                found.append(_invalid("KAFKA_SASL_MECHANISM", self.sasl_mechanism,
+                                      f"must be one of {', '.join(KAFKA_SASL_MECHANISMS)}"))
+        else:
+            found += [
+                f"{name} is set, but KAFKA_SECURITY_PROTOCOL={self.protocol} uses no SASL"
+                for name, value in sasl.items() if value is not None
+            ]
+        if self.uses_tls:
+            if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+                found.append("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together: set both "
+                             "(a client certificate) or neither")
+            for name in ("KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE"):
+                path = tls[name]
+                if path is not None and not os.access(path, os.R_OK):
+                    found.append(_invalid(name, path, "must be a file this process can read"))
+        else:
+            found += [
+                f"{name} is set, but KAFKA_SECURITY_PROTOCOL={self.protocol} uses no TLS"
+                for name, value in tls.items() if value is not None
+            ]
+        return found
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str
@@ -302,6 +392,8 @@ class Settings:
     api_url: str | None = None
     #: The bearer token command-line clients send (STOREMON_API_TOKEN(_FILE)).
     api_token: str | None = field(default=None, repr=False)
+    #: TLS and SASL of every Kafka client (KAFKA_SECURITY_PROTOCOL and the others).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -345,6 +437,7 @@ class Settings:
             ),
             api_url=os.environ.get("STOREMON_API_URL") or None,
             api_token=_secret("STOREMON_API_TOKEN"),
+            kafka_security=KafkaSecurity.from_env(),
         )
         settings.validate()
         return settings
@@ -445,6 +538,7 @@ class Settings:
                     "must be one or more http:// or https:// URLs, separated by commas",
                 )
             )
+        found += self.kafka_security.problems()
         found += self._token_problems()
         return found
 

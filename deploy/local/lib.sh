@@ -14,6 +14,10 @@ STATE_DIR="$(cd "$STATE_DIR" && pwd)"
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT="${STOREMON_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${STOREMON_KAFKA_CONTROLLER_PORT:-19093}"
+# Secured listeners of the same broker: SASL_SSL (SCRAM and PLAIN logins) and SSL with a
+# client certificate, for trying and testing storemon's Kafka security settings.
+KAFKA_SASL_SSL_PORT="${STOREMON_KAFKA_SASL_SSL_PORT:-19094}"
+KAFKA_SSL_PORT="${STOREMON_KAFKA_SSL_PORT:-19095}"
 PG_HOST=127.0.0.1
 PG_PORT="${STOREMON_PG_PORT:-55432}"
 

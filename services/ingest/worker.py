@@ -27,6 +27,7 @@ from storemon.ingest.parts import AppliedOffsets, PartMaker
 from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs.values import RowError
+from storemon.kafka.clients import faust_credentials
 from storemon.kafka.partitioning import partition_of
 from storemon.kafka.topics import (
     TOPIC_HOURS,
@@ -90,6 +91,8 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
     return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
+        # TLS and SASL as every other client of storemon has them (storemon/kafka/clients.py).
+        broker_credentials=faust_credentials(settings.kafka_security),
         store="memory://",
         # Faust keeps a per-app folder even with the memory store; not in the CWD, and
         # one per worker (STOREMON_WORKER_DATA_DIR) where several share a host.

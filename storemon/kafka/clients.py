@@ -1,21 +1,128 @@
-"""The one builder of every Kafka client's configuration: producers, consumers, admin.
+"""The one builder of every Kafka client's configuration: producers, consumers, admin,
+and the Faust worker's (aiokafka) credentials.
 
-Whatever a client needs to reach the cluster (bootstrap servers today) is set
-here once, so every producer, consumer and admin client of every service
-connects the same way.
+Whatever a client needs to reach the cluster (bootstrap servers, TLS, SASL) is set
+here once, so every producer, consumer and admin client of every service connects
+the same way; `verify_connection` turns a refused login or an untrusted certificate
+into one clear error within seconds, where the clients themselves would retry
+forever.
 """
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Producer
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from storemon.config import Settings
+from storemon.config import KafkaSecurity, Settings
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
+log = logging.getLogger(__name__)
+
+#: How long a command waits for the cluster to answer before it gives up, unless a
+#: refused login or certificate says at once that waiting is in vain.
+CONNECT_TIMEOUT_S = 15.0
+
+
+class KafkaUnreachable(Exception):
+    """The cluster cannot be used with these settings: one line saying why."""
 
 
 def connection_config(settings: Settings) -> dict[str, object]:
     """What every client needs to reach the cluster."""
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    security = settings.kafka_security
+    conf: dict[str, object] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": security.protocol.lower(),
+    }
+    if security.uses_sasl:
+        conf.update({
+            "sasl.mechanism": security.sasl_mechanism,
+            "sasl.username": security.sasl_username,
+            "sasl.password": security.sasl_password,
+        })
+    if security.uses_tls:
+        # The broker's certificate and host name are checked (librdkafka's default, set
+        # here so no other setting can turn it off).
+        conf["ssl.endpoint.identification.algorithm"] = "https"
+        optional = {
+            "ssl.ca.location": security.ssl_ca_file,
+            "ssl.certificate.location": security.ssl_cert_file,
+            "ssl.key.location": security.ssl_key_file,
+            "ssl.key.password": security.ssl_key_password,
+        }
+        conf.update({key: value for key, value in optional.items() if value is not None})
+    return conf
+
+
+def faust_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """The same security for the Faust worker's aiokafka clients (None: PLAINTEXT)."""
+    import faust  # only the worker pays for importing Faust
+
+    context = None
+    if security.uses_tls:
+        context = ssl.create_default_context(cafile=security.ssl_ca_file)
+        if security.ssl_cert_file is not None:
+            context.load_cert_chain(
+                security.ssl_cert_file, security.ssl_key_file, security.ssl_key_password
+            )
+    if security.uses_sasl:
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            ssl_context=context,
+            mechanism=security.sasl_mechanism,
+        )
+    return None if context is None else faust.SSLCredentials(context)
+
+
+#: Errors that no retry mends: the login or the TLS handshake was refused.
+_REFUSALS = (KafkaError._AUTHENTICATION, KafkaError._SSL)
+
+
+def verify_connection(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Return once the cluster answers a metadata request with these settings; else
+    KafkaUnreachable with the first refusal (login, certificate) or, after `timeout_s`,
+    the last error seen."""
+    errors: list[KafkaError] = []
+    admin = AdminClient({
+        **connection_config(settings),
+        "error_cb": errors.append,
+        # Its own log lines would repeat the refusal every retry: the error says it once.
+        "logger": logging.getLogger("storemon.kafka.librdkafka"),
+        "log_level": 0,
+    })
+    deadline = time.monotonic() + timeout_s
+    where = f"Kafka at {settings.kafka_bootstrap_servers} ({settings.kafka_security.protocol})"
+    while True:
+        try:
+            admin.list_topics(timeout=1.0)
+            return
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)  # serves error_cb
+        refused = [
+            error for error in errors
+            if error.code() in _REFUSALS or "SSL" in error.str()
+        ]
+        if refused:
+            raise KafkaUnreachable(f"{where}: {_reason(refused[0])}")
+        if time.monotonic() > deadline:
+            raise KafkaUnreachable(
+                f"{where} did not answer within {timeout_s:.0f} s: {_reason(errors[-1])}"
+            )
+
+
+def _reason(error: KafkaError) -> str:
+    # librdkafka's text begins with the broker's address; the message names it already.
+    text = error.str()
+    return text.split("bootstrap: ", 1)[-1]
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -95,8 +95,10 @@ def test_every_storemon_service_is_checked_by_storemon_health_on_its_own_port(co
     assert int(service["environment"][HEALTH_PORT_SETTINGS[name]]) > 0
 
 
-def test_the_database_and_the_workers_folder_are_named_volumes(compose):
-    assert set(compose["volumes"]) == {"postgres-data", "worker-state"}
+def test_the_broker_the_database_and_the_workers_folder_are_named_volumes(compose):
+    assert set(compose["volumes"]) == {"kafka-data", "postgres-data", "worker-state"}
+    kafka = compose["services"]["kafka"]
+    assert f"kafka-data:{kafka['environment']['KAFKA_LOG_DIRS']}" in kafka["volumes"]
     assert "postgres-data:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
     state_dir = compose["services"]["worker"]["environment"]["STOREMON_STATE_DIR"]
     assert f"worker-state:{state_dir}" in compose["services"]["worker"]["volumes"]

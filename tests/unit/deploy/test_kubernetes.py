@@ -877,7 +877,7 @@ def test_production_settings_pass_storemons_own_validation(
         pod = pod_spec(deployment)
         (container,) = pod["containers"]
         for name, value in production.environment(container).items():
-            if name.startswith("STOREMON_") and name.endswith("_FILE"):
+            if name.endswith("_FILE"):
                 _, content = production.secret_file(pod, container, value)
                 copy_of = tmp_path / f"{service_of(deployment)}-{name}"
                 copy_of.write_bytes(content)

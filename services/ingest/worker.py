@@ -390,6 +390,14 @@ def create_app(settings: Settings) -> faust.App:
         """Liveness: answered while the worker's event loop runs."""
         return web.json({"status": "ok"})
 
+    @app.page("/readyz")
+    async def serve_readyz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        """Readiness: not while the group rebalances or this worker rebuilds its tables
+        (it answers no store query and computes no part then)."""
+        if app.rebalancing or app.in_recovery:
+            return web.json({"status": "rebuilding its state after a rebalance"}, status=503)
+        return web.json({"status": "ready"})
+
     @app.page("/metrics")
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         greatest_event_time_us = max(retention.max_timestamp_us.values(), default=None)

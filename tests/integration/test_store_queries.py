@@ -283,6 +283,9 @@ async def test_while_owners_come_and_go_an_answer_is_right_or_503(
             await session.close()
     assert not wrong, wrong[:5]
     assert seen.get(200, 0) > 0, seen
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{owners.ports[1]}") as worker:
+        async with worker.get("/readyz") as response:
+            assert response.status == 200  # settled: it owns every partition, rebuilt
 
 
 async def answered_by(

@@ -103,6 +103,8 @@ def private_kafka(state_dir: Path) -> Iterator[PrivateServer]:
         f"127.0.0.1:{port}",
         STOREMON_KAFKA_PORT=port,
         STOREMON_KAFKA_CONTROLLER_PORT=free_port(),
+        STOREMON_KAFKA_SASL_SSL_PORT=free_port(),
+        STOREMON_KAFKA_SSL_PORT=free_port(),
     )
 
 

@@ -512,18 +512,135 @@ def _store(args: argparse.Namespace) -> int:
     """
     import json
 
-    from storemon.tools.store_query import ApiCallError, describe, get_json, polls, store_path
+    from storemon.client import ApiCallError, SyncClient
+    from storemon.tools.store_query import describe
 
-    settings = Settings.from_env()
     try:
-        if args.polls:
-            for poll in polls(settings, args.store_id, args.since, args.until):
-                print(json.dumps(poll) if args.json else " ".join(poll.values()))
-            return 0
-        answer = get_json(settings, store_path(args.store_id, args.as_of))
+        with SyncClient.from_settings(Settings.from_env()) as api:
+            if args.polls:
+                for poll in api.store_polls(args.store_id, args.since, args.until):
+                    print(json.dumps(poll) if args.json else " ".join(poll.values()))
+                return 0
+            answer = api.store(args.store_id, args.as_of)
     except ApiCallError as exc:
         raise CommandError(str(exc)) from None
     print(json.dumps(answer, indent=2) if args.json else describe(answer))
+    return 0
+
+
+#: `storemon report --wait`: the report ended Failed; it did not end within --timeout.
+REPORT_FAILED_STATUS = 3
+REPORT_TIMEOUT_STATUS = 4
+
+
+def _add_report(subcommands: Any) -> None:
+    parser = _command(subcommands, _report)
+    parser.add_argument("--as-of", metavar="TIME", help="the report's as_of (default: the "
+                        "newest poll)")
+    parser.add_argument("--store", action="append", metavar="ID", dest="stores",
+                        help="only this store (repeat for more)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait until it ends, showing its status as it goes")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="save the CSV there once Complete (implies --wait)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                        help="give up waiting after S seconds (default 600)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    """trigger a report through the API, wait for it and save its CSV
+
+    Ask the API (STOREMON_API_URL; token STOREMON_API_TOKEN(_FILE)) for a report and
+    print its id. With --wait or -o, follow its status live (Server-Sent Events) on
+    stderr until it ends; Complete: save the CSV to -o FILE (else print its summary),
+    exit 0; Failed: exit 3 with its error; not ended within --timeout: exit 4.
+    """
+    import json
+    import time
+
+    from storemon.client import ApiCallError, ReportFailed, SyncClient
+
+    started = time.monotonic()
+    progress = sys.stderr.isatty()
+
+    def show(status: dict[str, Any]) -> None:
+        line = f"{status['report_id']}: {status['status']} after {time.monotonic() - started:.1f} s"
+        if progress:
+            print(f"\r{line}", end="" if status["status"] == "Running" else "\n",
+                  file=sys.stderr, flush=True)
+
+    try:
+        with SyncClient.from_settings(Settings.from_env()) as api:
+            report_id = api.trigger(args.as_of, args.stores)
+            print(report_id, flush=True)
+            if not (args.wait or args.output):
+                return 0
+            try:
+                final = api.wait(report_id, args.timeout, show)
+            except ReportFailed as failed:
+                _say(f"error: report {report_id} failed: {failed.status.get('error')}")
+                return REPORT_FAILED_STATUS
+            except TimeoutError:
+                _say(f"error: report {report_id} did not end within {args.timeout:g} s")
+                return REPORT_TIMEOUT_STATUS
+            if args.output is not None:
+                size = api.download(report_id, args.output)
+                _say(f"saved {final['rows']:,} rows ({size:,} bytes) to {args.output}")
+            else:
+                print(json.dumps(final, indent=2))
+    except ApiCallError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _add_reports(subcommands: Any) -> None:
+    parser = _command(subcommands, _reports)
+    actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION",
+                                    required=True)
+    listing = actions.add_parser("list", help="reports, newest first")
+    listing.add_argument("--status", choices=["Running", "Complete", "Failed"])
+    listing.add_argument("--since", metavar="TIME", help="requested at or after TIME")
+    listing.add_argument("--limit", type=_at_least_one, default=20, metavar="N",
+                         help="at most N reports (default 20)")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    delete = actions.add_parser("delete", help="delete a report and its CSV (admin scope)")
+    delete.add_argument("report_id", metavar="REPORT_ID")
+    rows = actions.add_parser("rows", help="some stores' rows of a Complete report")
+    rows.add_argument("report_id", metavar="REPORT_ID")
+    rows.add_argument("--store", action="append", metavar="ID", dest="stores", required=True,
+                      help="a store (repeat for more)")
+
+
+def _reports(args: argparse.Namespace) -> int:
+    """list reports, delete one, or read some stores' rows of one
+
+    Through the API (STOREMON_API_URL; token STOREMON_API_TOKEN(_FILE)).
+    """
+    import itertools
+    import json
+
+    from storemon.client import ApiCallError, SyncClient
+
+    try:
+        with SyncClient.from_settings(Settings.from_env()) as api:
+            if args.action == "list":
+                listed = api.reports(args.status, args.since, min(args.limit, 1000))
+                for report in itertools.islice(listed, args.limit):
+                    if args.json:
+                        print(json.dumps(report))
+                        continue
+                    rows = report.get("rows")
+                    print(f"{report['report_id']}  {report['status']:<8}  "
+                          f"requested {report['requested_at']}"
+                          + ("" if rows is None else f"  {rows:,} rows"))
+            elif args.action == "delete":
+                api.delete(args.report_id)
+                _say(f"deleted {args.report_id}")
+            else:
+                for row in api.rows(args.report_id, args.stores):
+                    print(json.dumps(row))
+    except ApiCallError as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
@@ -561,6 +678,8 @@ _PARSER_BUILDERS: tuple[Callable[[Any], None], ...] = (
     _add_lag,
     _add_up,
     _add_store,
+    _add_report,
+    _add_reports,
     _add_health,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import asyncpg
 from aiohttp import web
@@ -9,6 +11,7 @@ from aiohttp import web
 from storemon.api.metrics import Metrics
 from storemon.api.owners import Owners
 from storemon.config import Settings
+from storemon.database.notifications import Listener
 from storemon.kafka.async_producer import AsyncProducer
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +22,6 @@ PRODUCER = web.AppKey("producer", AsyncProducer)
 #: The client the API asks workers with, and what they said of who owns what.
 SESSION = web.AppKey("worker_session", aiohttp.ClientSession)
 OWNERS = web.AppKey("owners", Owners)
+#: Report status changes (GET /reports/{id}/events), and the API's shutdown begun.
+STATUS_LISTENER = web.AppKey("status_listener", Listener)
+STOPPING = web.AppKey("stopping", asyncio.Event)

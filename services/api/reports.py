@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import json
 import logging
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 from aiohttp import web
 
 from storemon.api.body import read_body
-from storemon.api.context import POOL, PRODUCER, SETTINGS
+from storemon.api.context import POOL, PRODUCER, SETTINGS, STATUS_LISTENER, STOPPING
 from storemon.api.errors import ApiError
-from storemon.database import reports_db
+from storemon.database import notifications, reports_db
+from storemon.database.notifications import Listener, wait_notified
 from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
-from storemon.inputs.values import RowError, parse_store_id
+from storemon.inputs.values import RowError, parse_store_id, parse_timestamp
 from storemon.kafka.async_producer import DeliveryError
 from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
 from storemon.messages.report_requests import (
@@ -26,7 +31,8 @@ from storemon.messages.report_requests import (
     new_report_id,
     parse_as_of,
 )
-from storemon.timebase import format_timestamp, now_us, us_from_datetime
+from storemon.timebase import datetime_from_us, format_timestamp, now_us, us_from_datetime
+from storemon.uptime.engine import REPORT_COLUMNS
 
 log = logging.getLogger("storemon.api")
 
@@ -37,6 +43,14 @@ MAX_REQUEST_BYTES = 900_000
 #: of the longest kind (128 characters, 131 bytes encoded) fit in MAX_REQUEST_BYTES.
 #: Ids whose characters JSON escapes take more room: the encoded size is checked too.
 MAX_STORE_IDS = 6_000
+#: A Running report's stream looks at the row this often without a notification...
+EVENTS_RECHECK_S = 5.0
+#: ...and writes a comment line after this long without an event.
+EVENTS_KEEP_ALIVE_S = 15.0
+#: GET /reports/{id}/rows: rows a page, and store ids a request.
+DEFAULT_ROWS_LIMIT = 100
+MAX_ROWS_LIMIT = 1000
+MAX_ROWS_STORE_IDS = 100
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
 
@@ -244,13 +258,70 @@ async def get_report(request: web.Request) -> web.StreamResponse:
     """Running / Failed: the status as JSON; Complete: the CSV, or JSON if asked for."""
     report_id = _checked_report_id(request.query.get("report_id"))
     row = await _current_report(request, report_id)
-    if row.status == RUNNING:
-        return web.json_response({"report_id": report_id, "status": RUNNING})
-    if row.status == FAILED:
-        return web.json_response({"report_id": report_id, "status": FAILED, "error": row.error})
-    if _prefers_json(request.headers.get("Accept", "")):
-        return web.json_response(_summary(row, request))
+    if row.status != COMPLETE or _prefers_json(request.headers.get("Accept", "")):
+        return web.json_response(_status(row, request))
     return await _stream_csv(request, row)
+
+
+def _status(row: ReportRow, request: web.Request) -> dict[str, Any]:
+    """A report's status as GET /get_report answers it in JSON (and its events carry)."""
+    if row.status == RUNNING:
+        return {"report_id": row.report_id, "status": RUNNING}
+    if row.status == FAILED:
+        return {"report_id": row.report_id, "status": FAILED, "error": row.error}
+    return _summary(row, request)
+
+
+async def report_events(request: web.Request) -> web.StreamResponse:
+    """GET /reports/{id}/events: the report's status as Server-Sent Events (`event:
+    status`, the JSON of GET /get_report): at once, on every change, and the stream ends
+    with the report (Complete or Failed). A change is noticed by the database's NOTIFY,
+    or at the latest at the next look; a comment line keeps idle connections open."""
+    report_id = _checked_report_id(request.match_info["report_id"])
+    row = await _current_report(request, report_id)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # a proxy must not hold the events back
+        }
+    )
+    await response.prepare(request)
+    listener = request.app[STATUS_LISTENER]
+    changed = listener.watch(report_id)
+    loop = asyncio.get_running_loop()
+    try:
+        await listener.listen()
+        last: dict[str, Any] | None = None
+        quiet_since = loop.time()
+        while True:
+            changed.clear()
+            status = _status(row, request)
+            if status != last:
+                await response.write(_server_sent("status", status))
+                last, quiet_since = status, loop.time()
+            if row.status != RUNNING:
+                break
+            await wait_notified(request.app[STOPPING], EVENTS_RECHECK_S, changed)
+            if request.app[STOPPING].is_set():
+                break
+            if loop.time() - quiet_since >= EVENTS_KEEP_ALIVE_S:
+                await response.write(b": keep-alive\n\n")
+                quiet_since = loop.time()
+            try:
+                row = await _current_report(request, report_id)
+            except ApiError as error:  # deleted meanwhile
+                failure = {"error": {"code": error.code, "message": error.message}}
+                await response.write(_server_sent("error", failure))
+                break
+    finally:
+        listener.forget(changed, report_id)
+    await response.write_eof()
+    return response
+
+
+def _server_sent(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 async def download_csv(request: web.Request) -> web.StreamResponse:
@@ -312,17 +383,128 @@ async def _stream_csv(request: web.Request, row: ReportRow) -> web.StreamRespons
 
 
 async def list_reports(request: web.Request) -> web.Response:
-    """The most recent reports, newest first (`?limit=`, default 50, at most 1000)."""
+    """Reports, newest first, a page at a time: `?limit=` (default 50, at most 1000),
+    `?status=` (Running, Complete, Failed), `?since=` (requested at or after), and the
+    `cursor` of the previous page's `next`."""
+    query = request.query
+    unknown = sorted(set(query) - {"limit", "status", "since", "cursor"})
+    if unknown:
+        raise _bad_request(f"unknown parameter {unknown[0]!r}: only limit, status, since, cursor")
     try:
-        limit = int(request.query.get("limit", DEFAULT_LIST_LIMIT))
+        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
     except ValueError:
         raise _bad_request("limit must be an integer") from None
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise _bad_request(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    status = query.get("status")
+    if status is not None and status not in (RUNNING, COMPLETE, FAILED):
+        raise _bad_request(f"status must be one of {RUNNING}, {COMPLETE}, {FAILED}")
+    since = None
+    if "since" in query:
+        try:
+            since = datetime_from_us(parse_timestamp(query["since"]))
+        except RowError as exc:
+            raise _bad_request(f"since: {exc.reason}") from None
+    before = _cursor(query["cursor"]) if "cursor" in query else None
     async with reports_db.acquire(request.app[POOL]) as connection:
         await reports_db.fail_overdue(connection, request.app[SETTINGS].report_timeout_s)
-        rows = await reports_db.list_reports(connection, limit)
-    return web.json_response({"reports": [_summary(row, request) for row in rows]})
+        rows = await reports_db.list_reports(
+            connection, limit, status=status, since=since, before=before
+        )
+    following = None
+    if len(rows) == limit:
+        last = rows[-1]
+        cursor = f"{us_from_datetime(last.requested_at)}.{last.report_id}"
+        kept = {name: query[name] for name in ("limit", "status", "since") if name in query}
+        following = f"/reports?{urlencode({**kept, 'cursor': cursor})}"
+    return web.json_response(
+        {"reports": [_summary(row, request) for row in rows], "next": following}
+    )
+
+
+def _cursor(text: str) -> tuple[datetime, str]:
+    """(requested_at, report_id) of the last report of a page, from its `cursor`."""
+    micros, _, report_id = text.partition(".")
+    if not (micros.isdigit() and is_report_id(report_id)):
+        raise _bad_request("cursor is not one this API gave (take it from `next`)")
+    return datetime_from_us(int(micros)), report_id
+
+
+async def report_rows(request: web.Request) -> web.Response:
+    """GET /reports/{id}/rows: a Complete report's rows as JSON, read from its stored CSV
+    a chunk at a time (never whole): those of `?store_id=` (repeatable), or a page of
+    `?limit=` rows (default 100, at most 1000) after the store_id `?after=`."""
+    report_id = _checked_report_id(request.match_info["report_id"])
+    query = request.query
+    unknown = sorted(set(query) - {"store_id", "after", "limit"})
+    if unknown:
+        raise _bad_request(f"unknown parameter {unknown[0]!r}: only store_id, after, limit")
+    wanted = set()
+    for raw in query.getall("store_id", []):
+        try:
+            wanted.add(parse_store_id(raw))
+        except RowError as exc:
+            raise _bad_request(f"store_id: {exc.reason}") from None
+    if len(wanted) > MAX_ROWS_STORE_IDS:
+        raise _bad_request(f"at most {MAX_ROWS_STORE_IDS} store_id a request")
+    if wanted and ("after" in query or "limit" in query):
+        raise _bad_request("store_id is not paged: give it without after and limit")
+    try:
+        limit = int(query.get("limit", DEFAULT_ROWS_LIMIT))
+    except ValueError:
+        raise _bad_request("limit must be an integer") from None
+    if not 1 <= limit <= MAX_ROWS_LIMIT:
+        raise _bad_request(f"limit must be between 1 and {MAX_ROWS_LIMIT}")
+    after = query.get("after")
+    row = await _current_report(request, report_id)
+    if row.status != COMPLETE:
+        raise ApiError(409, "not_ready", f"report {report_id} is {row.status}, not Complete")
+    found: list[dict[str, Any]] = []
+    async for cells in _csv_rows(request, row):
+        store_id = cells[0]
+        if wanted:
+            if store_id in wanted:
+                found.append(_row_json(cells))
+                if len(found) == len(wanted):
+                    break
+        elif after is None or store_id > after:  # the CSV is in store_id (code point) order
+            found.append(_row_json(cells))
+            if len(found) > limit:
+                break
+    following = None
+    if not wanted and len(found) > limit:
+        found = found[:limit]
+        following = (
+            f"/reports/{report_id}/rows?"
+            f"{urlencode({'after': found[-1]['store_id'], 'limit': limit})}"
+        )
+    return web.json_response({"report_id": report_id, "rows": found, "next": following})
+
+
+def _row_json(cells: list[str]) -> dict[str, Any]:
+    return {
+        REPORT_COLUMNS[0]: cells[0],
+        **{column: float(cell) for column, cell in zip(REPORT_COLUMNS[1:], cells[1:], strict=True)},
+    }
+
+
+async def _csv_rows(request: web.Request, row: ReportRow) -> AsyncIterator[list[str]]:
+    """The stored CSV's rows (header left out), parsed, one large-object chunk at a time."""
+    assert row.lo_oid is not None and row.byte_size is not None  # Complete rows have them
+    chunks = reports_db.large_object_chunks(request.app[POOL], row.lo_oid, row.byte_size)
+    pending = b""
+    header = True
+    try:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for cells in csv.reader(line.decode() for line in lines):
+                    if header:
+                        header = False
+                        continue
+                    yield cells
+    except asyncpg.UndefinedObjectError:
+        raise ApiError(404, "not_found", f"report {row.report_id} was deleted") from None
 
 
 async def delete_report(request: web.Request) -> web.Response:
@@ -334,7 +516,24 @@ async def delete_report(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _listening(app: web.Application) -> AsyncIterator[None]:
+    """What GET /reports/{id}/events waits on: the status channel, and the API stopping
+    (open streams end rather than hold the shutdown up)."""
+    app[STATUS_LISTENER] = Listener(app[POOL], notifications.STATUS, app[SETTINGS].db_schema)
+    app[STOPPING] = asyncio.Event()
+    yield
+    await app[STATUS_LISTENER].close()
+
+
+async def _stopping(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(_listening)
+    app.on_shutdown.append(_stopping)
+    app.router.add_get("/reports/{report_id}/events", report_events)
+    app.router.add_get("/reports/{report_id}/rows", report_rows)
     app.router.add_post("/trigger_report", trigger_report)
     app.router.add_get("/trigger_report", trigger_report, allow_head=False)
     app.router.add_get("/get_report", get_report)

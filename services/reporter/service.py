@@ -45,9 +45,9 @@ import asyncpg
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from storemon.config import Settings
-from storemon.database import reports_db
+from storemon.database import notifications, reports_db
+from storemon.database.notifications import Listener, wait_notified
 from storemon.database.report_parts import (
-    PartsListener,
     Plan,
     assemble_report,
     plan_report,
@@ -68,6 +68,7 @@ from storemon.messages.report_tasks import ReportTask
 from storemon.observability.health import kafka_check, postgres_check
 from storemon.observability.logs import configure_logging
 from storemon.observability.prometheus import Cached
+from storemon.reporter.announcer import Announcer
 from storemon.reporter.metrics import STATE_LAG_MAX_AGE_S, ReporterMetrics, serving
 from storemon.state.lag import StateLag, read_state_lag
 from storemon.state.newest import NewestPollReader
@@ -127,8 +128,9 @@ class Reporter:
         self.metrics = ReporterMetrics()
         self._newest = NewestPollReader(settings)
         self._tasks = make_producer(settings)
+        self._announcer = Announcer(settings, pool, self._tasks)
         self._tasks_topic = settings.topic(TOPIC_REPORT_TASKS)
-        self._parts_listener = PartsListener(pool, settings.db_schema)
+        self._parts_listener = Listener(pool, notifications.PARTS, settings.db_schema)
         #: The state partitions: those of the input topics, which report-tasks shares.
         self._partitions = input_partitions(settings)
         self._consumer = Consumer(_consumer_config(settings))
@@ -187,7 +189,10 @@ class Reporter:
             on_revoke=self._left,
             on_lost=self._left,
         )
-        helpers = [asyncio.create_task(self._housekeeping(stop))]
+        helpers = [
+            asyncio.create_task(self._housekeeping(stop)),
+            asyncio.create_task(self._announcer.run(stop)),
+        ]
         self._consuming = True
         try:
             while not stop.is_set():
@@ -303,7 +308,7 @@ class Reporter:
         try:
             return await DATABASE_RETRY.run(
                 on_a_pooled_connection,
-                sleep=lambda seconds: _wait(self._stop, seconds),
+                sleep=lambda seconds: wait_notified(self._stop, seconds),
                 stopping=self._stop.is_set,
                 until_done=until_done,
                 on_retry=retrying,
@@ -388,7 +393,6 @@ class Reporter:
                 return None
         finally:
             self.metrics.outstanding.pop(report_id, None)
-            self._parts_listener.forget(report_id)
         return await self._database(
             lambda connection: assemble_report(connection, report_id, engine.REPORT_HEADER),
             "assembling the report",
@@ -398,13 +402,25 @@ class Reporter:
         self, report_id: str, plan: Plan, ask_again: Callable[[set[int]], Awaitable[None]]
     ) -> bool:
         """Wait until every planned part is stored (True) or the report ended (False)."""
+        part_stored = self._parts_listener.watch(report_id)
+        try:
+            await self._parts_listener.listen()
+            return await self._wait_for_parts(report_id, plan, ask_again, part_stored)
+        finally:
+            self._parts_listener.forget(part_stored, report_id)
+
+    async def _wait_for_parts(
+        self,
+        report_id: str,
+        plan: Plan,
+        ask_again: Callable[[set[int]], Awaitable[None]],
+        part_stored: asyncio.Event,
+    ) -> bool:
         pause_s = _FIRST_PART_CHECK_S
         timeout_s = self._settings.report_timeout_s
         planned = set(plan.partitions)
         reask_s = _FIRST_REASK_S
         reask_at = time.monotonic() + reask_s
-        part_stored = self._parts_listener.watch(report_id)
-        await self._parts_listener.listen()
         while True:
             # Before reading: a part stored after the read wakes the wait below.
             part_stored.clear()
@@ -436,7 +452,7 @@ class Reporter:
                 await ask_again(missing)
                 reask_s = min(2 * reask_s, _MAX_REASK_S)
                 reask_at = time.monotonic() + reask_s
-            await _wait(self._stop, pause_s, part_stored)
+            await wait_notified(self._stop, pause_s, part_stored)
             if self._stop.is_set():
                 raise DatabaseUnavailable("stopping before the report's parts were in")
             pause_s = min(2 * pause_s, _MAX_PART_CHECK_S)
@@ -478,7 +494,7 @@ class Reporter:
                 if not reports_db.is_database_error(exc):
                     raise
                 log.warning("housekeeping: %s", _reason(exc))
-            await _wait(stop, every_s)
+            await wait_notified(stop, every_s)
 
 
 def stores_by_partition(
@@ -515,23 +531,15 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-async def _wait(stop: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
-    """Until `stop` or one of `also` is set, or `seconds` have passed."""
-    waits = [asyncio.ensure_future(event.wait()) for event in (stop, *also)]
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-
-
 async def serve(settings: Settings) -> None:
     """Run a reporter until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
-    pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=4)
+    # Two listening connections (parts stored, reports ended), the request being
+    # answered, housekeeping and publishing report-events.
+    pool = await reports_db.create_pool(settings, APPLICATION_NAME, max_size=6)
     try:
         reporter = Reporter(settings, pool, stop)
         try:

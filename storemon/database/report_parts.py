@@ -11,23 +11,22 @@ of a report's rows. Storing a part twice (a task redone after its owner died) is
 harmless: the first stored wins, the second is a no-op. Nothing is stored for a
 report that is no longer Running. A stored part is announced (NOTIFY on the
 schema's parts channel, on commit), so the reporter gathering it assembles at once
-instead of at its next look (`PartsListener`).
+instead of at its next look (storemon/database/notifications.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from storemon.database import notifications
 from storemon.database.reports_db import (
     LargeObjectWriter,
     StoredCsv,
-    is_database_error,
     lock_running,
     mark_complete,
 )
@@ -36,11 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Rows fetched from the cursor at a time while assembling a CSV.
 ASSEMBLY_BATCH_ROWS = 10_000
-#: A stored part is announced on this channel + the schema's name (one per deployment,
-#: in a database several may share), with the report's id as the payload.
-PARTS_CHANNEL_PREFIX = "storemon_parts_"
-#: How long a reporter tries to get a connection to listen on before it just looks.
-LISTEN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -145,64 +139,9 @@ async def store_part(
                 columns=("report_id", "store_id", "line"),
             )
         await connection.execute(
-            "SELECT pg_notify($1 || current_schema(), $2)", PARTS_CHANNEL_PREFIX, report_id
+            "SELECT pg_notify($1 || current_schema(), $2)", notifications.PARTS, report_id
         )
     return True
-
-
-@dataclass
-class PartsListener:
-    """Wakes a reporter waiting for a report's parts when one is stored.
-
-    Only a shortcut: a reporter still looks at the parts every so often, so a
-    notification lost with a broken connection costs time, never a report.
-    """
-
-    pool: asyncpg.Pool
-    schema: str
-    _connection: asyncpg.pool.PoolConnectionProxy | None = None
-    _stored: dict[str, asyncio.Event] = field(default_factory=dict)
-
-    async def listen(self) -> None:
-        """Listen on a connection of the pool, unless listening already; a failure is
-        logged, not raised (the next call tries again)."""
-        if self._connection is not None and not self._connection.is_closed():
-            return
-        await self.close()
-        try:
-            connection = await self.pool.acquire(timeout=LISTEN_TIMEOUT_S)
-            try:
-                await connection.add_listener(PARTS_CHANNEL_PREFIX + self.schema, self._notified)
-            except BaseException:
-                await self.pool.release(connection)
-                raise
-        except Exception as exc:  # a timeout is an OSError too
-            if not is_database_error(exc):
-                raise
-            log.warning("cannot listen for stored parts (looking instead): %s", exc)
-            return
-        self._connection = connection
-
-    def _notified(self, connection: object, pid: int, channel: str, report_id: str) -> None:
-        stored = self._stored.get(report_id)
-        if stored is not None:
-            stored.set()
-
-    def watch(self, report_id: str) -> asyncio.Event:
-        """Set whenever a part of the report is stored from now on (clear it to rearm)."""
-        return self._stored.setdefault(report_id, asyncio.Event())
-
-    def forget(self, report_id: str) -> None:
-        self._stored.pop(report_id, None)
-
-    async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                await self.pool.release(connection)
-            except Exception as exc:  # a broken connection: the pool replaces it
-                if not is_database_error(exc):
-                    raise
 
 
 async def assemble_report(

@@ -110,6 +110,33 @@ CREATE TABLE IF NOT EXISTS report_rows (
     line      text NOT NULL,
     PRIMARY KEY (report_id, store_id)
 );
+-- When the report's ending (Complete or Failed) was published on report-events; until
+-- then a reporter publishes it (again after a crash: at least once). Reports that
+-- ended before the column existed count as published.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'reports'
+          AND column_name = 'announced_at'
+    ) THEN
+        ALTER TABLE reports ADD COLUMN announced_at timestamptz;
+        UPDATE reports SET announced_at = finished_at WHERE status <> 'Running';
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS reports_unannounced ON reports (finished_at)
+    WHERE status <> 'Running' AND announced_at IS NULL;
+-- Every change of a report's status, whoever makes it (reporter, worker, housekeeping),
+-- is announced on the channel storemon_reports_<schema> (storemon/database/notifications.py).
+CREATE OR REPLACE FUNCTION report_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('storemon_reports_' || TG_TABLE_SCHEMA, NEW.report_id);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER reports_status_changed
+    AFTER UPDATE OF status ON reports FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION report_status_changed();
 """
 
 
@@ -171,6 +198,8 @@ class ReportRow:
     error: str | None
     #: The state partitions it was planned over (None: not planned yet, or no polls).
     partitions: list[int] | None
+    #: When its ending was published on report-events (None: not yet, or Running).
+    announced_at: datetime | None = None
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ReportRow:
@@ -276,10 +305,28 @@ async def fetch_report(connection: asyncpg.Connection, report_id: str) -> Report
     return None if record is None else ReportRow.from_record(record)
 
 
-async def list_reports(connection: asyncpg.Connection, limit: int) -> list[ReportRow]:
-    """The most recently requested reports, newest first."""
+async def list_reports(
+    connection: asyncpg.Connection,
+    limit: int,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    before: tuple[datetime, str] | None = None,
+) -> list[ReportRow]:
+    """The most recently requested reports, newest first (ties: report_id descending):
+    only those with `status`, requested at or after `since`, and after the (requested_at,
+    report_id) `before` in that order (a page's cursor)."""
     records = await connection.fetch(
-        "SELECT * FROM reports ORDER BY requested_at DESC, report_id LIMIT $1", limit
+        "SELECT * FROM reports"
+        " WHERE ($2::text IS NULL OR status = $2)"
+        " AND ($3::timestamptz IS NULL OR requested_at >= $3)"
+        " AND ($4::timestamptz IS NULL OR (requested_at, report_id) < ($4, $5::text))"
+        " ORDER BY requested_at DESC, report_id DESC LIMIT $1",
+        limit,
+        status,
+        since,
+        None if before is None else before[0],
+        None if before is None else before[1],
     )
     return [ReportRow.from_record(record) for record in records]
 
@@ -485,6 +532,23 @@ async def _drop_parts(connection: asyncpg.Connection, report_ids: list[str]) -> 
         await connection.execute(
             "DELETE FROM report_rows WHERE report_id = ANY($1::text[])", report_ids
         )
+
+
+async def ended_unannounced(connection: asyncpg.Connection, limit: int) -> list[ReportRow]:
+    """Ended reports whose ending is not published yet, oldest ending first, locked for
+    this transaction (another reporter publishing at once skips them)."""
+    records = await connection.fetch(
+        "SELECT * FROM reports WHERE status <> 'Running' AND announced_at IS NULL"
+        " ORDER BY finished_at, report_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [ReportRow.from_record(record) for record in records]
+
+
+async def mark_announced(connection: asyncpg.Connection, report_ids: list[str]) -> None:
+    await connection.execute(
+        "UPDATE reports SET announced_at = now() WHERE report_id = ANY($1::text[])", report_ids
+    )
 
 
 async def delete_report(connection: asyncpg.Connection, report_id: str) -> bool:

@@ -27,6 +27,7 @@ TOPIC_HOURS = "store-hours"
 TOPIC_TIMEZONES = "store-timezones"
 TOPIC_REPORT_REQUESTS = "report-requests"
 TOPIC_REPORT_TASKS = "report-tasks"
+TOPIC_REPORT_EVENTS = "report-events"
 TOPIC_STATUS_DLQ = "store-status-dlq"
 INPUT_TOPICS = (TOPIC_STATUS, TOPIC_HOURS, TOPIC_TIMEZONES)
 #: Topics whose partition p goes to the worker owning state partition p: they must
@@ -70,6 +71,10 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     ),
     # A part asked of a state partition's owner; useless once its report timed out.
     TopicSpec(TOPIC_REPORT_TASKS, {"cleanup.policy": "delete", "retention.ms": str(DAY_MS)}),
+    # Reports that ended, for consumers that react to them (a week to catch up).
+    TopicSpec(
+        TOPIC_REPORT_EVENTS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+    ),
     TopicSpec(
         TOPIC_STATUS_DLQ, {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
     ),

@@ -24,6 +24,7 @@ STORE_HOURS = "store-hours"
 STORE_TIMEZONE = "store-timezone"
 REPORT_REQUEST = "report-request"
 REPORT_TASK = "report-task"
+REPORT_EVENT = "report-event"
 DLQ_RECORD = "dlq-record"
 ALL_SCHEMAS = (
     STATUS_OBSERVATION,
@@ -32,6 +33,7 @@ ALL_SCHEMAS = (
     STORE_TIMEZONE,
     REPORT_REQUEST,
     REPORT_TASK,
+    REPORT_EVENT,
     DLQ_RECORD,
 )
 

@@ -9,7 +9,8 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from storemon.database import report_parts, reports_db
+from storemon.database import notifications, report_parts, reports_db
+from storemon.database.notifications import Listener
 from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, TIMED_OUT
 from storemon.messages.report_requests import is_report_id, new_report_id
 from storemon.timebase import datetime_from_us
@@ -207,7 +208,7 @@ async def test_completing_a_report_counts_its_duration_once_and_deleting_it_unco
 async def test_a_stored_part_wakes_the_reporter_waiting_for_that_report_only(
     report_settings, pool
 ):
-    listener = report_parts.PartsListener(pool, report_settings.db_schema)
+    listener = Listener(pool, notifications.PARTS, report_settings.db_schema)
     await listener.listen()
     try:
         async with pool.acquire() as connection:

@@ -38,6 +38,7 @@ from storemon.kafka.topics import (
     CHANGELOG_TOPICS,
     COPARTITIONED_TOPICS,
     INPUT_TOPICS,
+    TOPIC_REPORT_EVENTS,
     TOPIC_REPORT_REQUESTS,
     TOPIC_REPORT_TASKS,
     TOPIC_SPECS,
@@ -582,10 +583,12 @@ def expected_access() -> dict[str, tuple[dict[str, set[str]], dict[str, set[str]
              **{s.topic(c): {"Read", "Write"} for c in CHANGELOG_TOPICS}},
             {worker_app_id(s): {"Read"}},
         ),
-        # Consumes requests in its group, sends tasks, reads the newest poll of each
-        # changelog and store-status partition, and the worker group's lag.
+        # Consumes requests in its group, sends tasks, publishes the ended reports
+        # (services/reporter/announcer.py), reads the newest poll of each changelog and
+        # store-status partition, and the worker group's lag.
         "reporter": (
             {s.topic(TOPIC_REPORT_REQUESTS): {"Read"}, s.topic(TOPIC_REPORT_TASKS): {"Write"},
+             s.topic(TOPIC_REPORT_EVENTS): {"Write"},
              s.topic(TOPIC_STATUS): {"Read"}, newest_poll: {"Read"}},
             {reporter_group(s): {"Read"}, worker_app_id(s): {"Describe"},
              state_reader_group(s): {"Describe"}, reader_group(s): {"Describe"}},

@@ -110,11 +110,18 @@ class Client:
         return await self._request(method, path, json_body=json_body, read=read)
 
     async def trigger(
-        self, as_of: str | None = None, store_ids: list[str] | None = None
+        self, as_of: str | None = None, store_ids: list[str] | None = None,
+        callback_url: str | None = None,
     ) -> str:
-        """A new report's id, once its request is in Kafka."""
-        body = {key: value for key, value in (("as_of", as_of), ("store_ids", store_ids))
-                if value is not None}
+        """A new report's id, once its request is in Kafka (`callback_url`: where the API
+        posts its ending, signed)."""
+        body = {
+            key: value
+            for key, value in (
+                ("as_of", as_of), ("store_ids", store_ids), ("callback_url", callback_url)
+            )
+            if value is not None
+        }
         answer = await self._json("POST", "/trigger_report", body)
         return str(answer["report_id"])
 
@@ -298,8 +305,9 @@ class SyncClient:
             except StopAsyncIteration:
                 return
 
-    def trigger(self, as_of: str | None = None, store_ids: list[str] | None = None) -> str:
-        return self._run(self._client.trigger(as_of, store_ids))
+    def trigger(self, as_of: str | None = None, store_ids: list[str] | None = None,
+                callback_url: str | None = None) -> str:
+        return self._run(self._client.trigger(as_of, store_ids, callback_url))
 
     def status(self, report_id: str) -> dict[str, Any]:
         return self._run(self._client.status(report_id))

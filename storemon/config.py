@@ -140,6 +140,9 @@ REPORTER_METRICS_PORT = IntSetting(
     "STOREMON_REPORTER_METRICS_PORT", DEFAULT_REPORTER_METRICS_PORT, 0, 65535
 )
 
+#: How long after a report ends its webhook is tried again at most.
+WEBHOOK_RETRY_S = IntSetting("STOREMON_WEBHOOK_RETRY_S", 600, 1)
+
 #: false: the topics belong to operations; services check them and create none.
 CREATE_TOPICS = BoolSetting("STOREMON_CREATE_TOPICS", True)
 
@@ -394,6 +397,14 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     #: TLS and SASL of every Kafka client (KAFKA_SECURITY_PROTOCOL and the others).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    #: The key webhooks are signed with (STOREMON_WEBHOOK_SECRET(_FILE)); None: the API
+    #: accepts no callback_url.
+    webhook_secret: str | None = field(default=None, repr=False)
+    #: Hosts a callback_url may name (STOREMON_WEBHOOK_ALLOWED_HOSTS, comma-separated;
+    #: `*.example.com` for its subdomains).
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    #: A webhook not delivered this long after its report ended is given up.
+    webhook_retry_s: int = 600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -438,6 +449,13 @@ class Settings:
             api_url=os.environ.get("STOREMON_API_URL") or None,
             api_token=_secret("STOREMON_API_TOKEN"),
             kafka_security=KafkaSecurity.from_env(),
+            webhook_secret=_secret("STOREMON_WEBHOOK_SECRET"),
+            webhook_allowed_hosts=tuple(
+                host.strip().lower()
+                for host in os.environ.get("STOREMON_WEBHOOK_ALLOWED_HOSTS", "").split(",")
+                if host.strip()
+            ),
+            webhook_retry_s=WEBHOOK_RETRY_S.read(),
         )
         settings.validate()
         return settings
@@ -455,6 +473,7 @@ class Settings:
                 (self.report_retention_days, REPORT_RETENTION_DAYS),
                 (self.worker_metrics_port, WORKER_METRICS_PORT),
                 (self.reporter_metrics_port, REPORTER_METRICS_PORT),
+                (self.webhook_retry_s, WEBHOOK_RETRY_S),
             )
             if (problem := setting.problem(value)) is not None
         ]

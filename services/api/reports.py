@@ -19,7 +19,7 @@ from aiohttp import web
 from storemon.api.body import read_body
 from storemon.api.context import POOL, PRODUCER, SETTINGS, STATUS_LISTENER, STOPPING
 from storemon.api.errors import ApiError
-from storemon.database import notifications, reports_db
+from storemon.database import notifications, reports_db, webhooks
 from storemon.database.notifications import Listener, wait_notified
 from storemon.database.reports_db import COMPLETE, FAILED, RUNNING, ReportRow
 from storemon.inputs.values import RowError, parse_store_id, parse_timestamp
@@ -33,6 +33,7 @@ from storemon.messages.report_requests import (
 )
 from storemon.timebase import datetime_from_us, format_timestamp, now_us, us_from_datetime
 from storemon.uptime.engine import REPORT_COLUMNS
+from storemon.webhooks import callback_problem
 
 log = logging.getLogger("storemon.api")
 
@@ -74,9 +75,9 @@ def _bad_request(message: str) -> ApiError:
 # ---------------------------------------------------------------------------------------
 
 
-async def _requested_report(request: web.Request) -> ReportRequest:
+async def _requested_report(request: web.Request) -> tuple[ReportRequest, str | None]:
     """A new report's request: `as_of` and `store_ids` from a JSON body, or else from the
-    query string."""
+    query string; and its webhook's `callback_url` (None: none)."""
     if request.method != "POST" and request.body_exists:
         raise _bad_request(
             "GET /trigger_report takes no body: send the JSON body with POST /trigger_report,"
@@ -96,9 +97,14 @@ async def _requested_report(request: web.Request) -> ReportRequest:
             given["as_of"] = request.query["as_of"]
         if "store_ids" in request.query:
             given["store_ids"] = [s for s in request.query["store_ids"].split(",") if s]
-    unknown = sorted(set(given) - {"as_of", "store_ids"})
+        if "callback_url" in request.query:
+            given["callback_url"] = request.query["callback_url"]
+    unknown = sorted(set(given) - {"as_of", "store_ids", "callback_url"})
     if unknown:
-        raise _bad_request(f"unknown parameter {unknown[0]!r}: only as_of and store_ids")
+        raise _bad_request(
+            f"unknown parameter {unknown[0]!r}: only as_of, store_ids and callback_url"
+        )
+    callback_url = _callback_url(request, given.get("callback_url"))
     as_of_us = None
     if given.get("as_of") is not None:
         try:
@@ -125,16 +131,36 @@ async def _requested_report(request: web.Request) -> ReportRequest:
                 f"the request would take {size} bytes in Kafka, over the limit of"
                 f" {MAX_REQUEST_BYTES}: name fewer stores"
             )
-    return report
+    return report, callback_url
+
+
+def _callback_url(request: web.Request, given: object) -> str | None:
+    """A webhook URL the deployment allows (storemon/webhooks.py), or None if none given."""
+    if given is None:
+        return None
+    if not isinstance(given, str):
+        raise _bad_request("callback_url must be a string")
+    settings = request.app[SETTINGS]
+    if settings.webhook_secret is None:
+        raise _bad_request(
+            "callback_url is not accepted: this API signs no webhooks"
+            " (STOREMON_WEBHOOK_SECRET is not set)"
+        )
+    problem = callback_problem(given, settings.webhook_allowed_hosts)
+    if problem is not None:
+        raise _bad_request(f"callback_url {problem}")
+    return given
 
 
 async def trigger_report(request: web.Request) -> web.Response:
     """Register the report as Running, queue its request (confirmed), answer 202."""
-    report = await _requested_report(request)
+    report, callback_url = await _requested_report(request)
     report_id, parameters = report.report_id, report.parameters()
     pool = request.app[POOL]
-    async with reports_db.acquire(pool) as connection:
+    async with reports_db.acquire(pool) as connection, connection.transaction():
         requested_at = await reports_db.insert_running(connection, report_id, parameters)
+        if callback_url is not None:
+            await webhooks.register(connection, report_id, callback_url)
     # The request carries the database's requested_at, the clock reports are timed by.
     report = replace(report, requested_at_us=us_from_datetime(requested_at))
     topic = request.app[SETTINGS].topic(TOPIC_REPORT_REQUESTS)
@@ -259,17 +285,29 @@ async def get_report(request: web.Request) -> web.StreamResponse:
     report_id = _checked_report_id(request.query.get("report_id"))
     row = await _current_report(request, report_id)
     if row.status != COMPLETE or _prefers_json(request.headers.get("Accept", "")):
-        return web.json_response(_status(row, request))
+        return web.json_response(await _status(row, request))
     return await _stream_csv(request, row)
 
 
-def _status(row: ReportRow, request: web.Request) -> dict[str, Any]:
-    """A report's status as GET /get_report answers it in JSON (and its events carry)."""
+async def _status(row: ReportRow, request: web.Request) -> dict[str, Any]:
+    """A report's status as GET /get_report answers it in JSON (and its events carry),
+    with its webhook's attempts when it has one."""
     if row.status == RUNNING:
-        return {"report_id": row.report_id, "status": RUNNING}
-    if row.status == FAILED:
-        return {"report_id": row.report_id, "status": FAILED, "error": row.error}
-    return _summary(row, request)
+        status: dict[str, Any] = {"report_id": row.report_id, "status": RUNNING}
+    elif row.status == FAILED:
+        status = {"report_id": row.report_id, "status": FAILED, "error": row.error}
+    else:
+        status = _summary(row, request)
+    async with reports_db.acquire(request.app[POOL]) as connection:
+        hook = await webhooks.of_report(connection, row.report_id)
+    if hook is not None:
+        status["webhook"] = {
+            "url": hook.url,
+            "attempts": hook.attempts,
+            "delivered_at": _iso(hook.delivered_at),
+            "given_up_at": _iso(hook.given_up_at),
+        }
+    return status
 
 
 async def report_events(request: web.Request) -> web.StreamResponse:
@@ -296,7 +334,7 @@ async def report_events(request: web.Request) -> web.StreamResponse:
         quiet_since = loop.time()
         while True:
             changed.clear()
-            status = _status(row, request)
+            status = await _status(row, request)
             if status != last:
                 await response.write(_server_sent("status", status))
                 last, quiet_since = status, loop.time()

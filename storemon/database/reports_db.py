@@ -126,6 +126,19 @@ BEGIN
 END $$;
 CREATE INDEX IF NOT EXISTS reports_unannounced ON reports (finished_at)
     WHERE status <> 'Running' AND announced_at IS NULL;
+-- A report's webhook (POST /trigger_report's callback_url): its attempts, each
+-- {"at", "status" or "error"}, and when it was delivered or given up. An API replica
+-- leases a due one (next_attempt_at moved past the attempt) before posting it.
+CREATE TABLE IF NOT EXISTS report_webhooks (
+    report_id       text PRIMARY KEY REFERENCES reports ON DELETE CASCADE,
+    url             text NOT NULL,
+    attempts        jsonb NOT NULL DEFAULT '[]',
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz,
+    given_up_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS report_webhooks_due ON report_webhooks (next_attempt_at)
+    WHERE delivered_at IS NULL AND given_up_at IS NULL;
 -- Every change of a report's status, whoever makes it (reporter, worker, housekeeping),
 -- is announced on the channel storemon_reports_<schema> (storemon/database/notifications.py).
 CREATE OR REPLACE FUNCTION report_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$

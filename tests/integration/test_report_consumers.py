@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
 from storemon.client import Client, ReportFailed
@@ -25,20 +26,25 @@ from storemon.kafka.clients import consumer_config
 from storemon.kafka.topics import TOPIC_REPORT_EVENTS
 from storemon.messages.report_events import decode_event
 from storemon.uptime.engine import REPORT_COLUMNS
+from storemon.webhooks import SIGNATURE_HEADER, BadSignature, verify
 
-from .services import STOREMON
+from .services import STOREMON, free_port
 from .stack import Stack, data_arguments, eventually, trigger
 
 pytestmark = pytest.mark.integration
 
 STORES = 60
+WEBHOOK_SECRET = "test-webhook-secret"
+#: A webhook is given up this long after its report ended.
+WEBHOOK_RETRY_S = 4
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory):
     running = Stack.create(
         kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("consumers"), stores=STORES,
-        seed=17,
+        seed=17, STOREMON_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STOREMON_WEBHOOK_ALLOWED_HOSTS="127.0.0.1", STOREMON_WEBHOOK_RETRY_S=str(WEBHOOK_RETRY_S),
     )
     running.storemon("load", "--no-progress", *data_arguments(running.data))
     try:
@@ -236,3 +242,93 @@ async def test_a_failed_report_ends_the_wait_with_its_error(stack, api, database
     with pytest.raises(ReportFailed, match="no owner for partition 2"):
         await api.wait(report_id, timeout_s=30, on_status=fail_once_running)
     await failing[0]
+
+
+class Receiver:
+    """A webhook receiver on loopback: /ok answers 200, /flaky 500 twice then 200,
+    /down always 500; every request kept."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[tuple[dict[str, str], bytes]]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        self.received.setdefault(path, []).append((dict(request.headers), await request.read()))
+        if path == "ok" or (path == "flaky" and len(self.received[path]) > 2):
+            return web.Response(text="thanks")
+        return web.Response(status=500, text="not now")
+
+
+@pytest.fixture(scope="module")
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    hooks = Receiver()
+    app = web.Application()
+    app.router.add_post("/{path}", hooks.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield hooks, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def webhook_of(api: Client, report_id: str, stack: Stack, until: str) -> dict:
+    """The report's webhook once `until` (delivered_at, given_up_at) is set."""
+
+    async def settled() -> dict | None:
+        hook = (await api.status(report_id)).get("webhook")
+        return hook if hook and hook[until] else None
+
+    return await eventually(settled, 60, f"the webhook {until}", stack)
+
+
+async def test_a_webhook_is_posted_signed_with_the_event(stack, api, receiver):
+    hooks, base = receiver
+    report_id = await api.trigger(callback_url=f"{base}/ok")
+    final = await api.wait(report_id, timeout_s=60)
+    hook = await webhook_of(api, report_id, stack, "delivered_at")
+    assert hook["url"] == f"{base}/ok" and [a["status"] for a in hook["attempts"]] == [200]
+    headers, body = next(
+        (h, b) for h, b in hooks.received["ok"] if h["X-Storemon-Report-Id"] == report_id
+    )
+    verify(WEBHOOK_SECRET, body, headers[SIGNATURE_HEADER])  # raises if it does not hold
+    with pytest.raises(BadSignature):
+        verify("another secret", body, headers[SIGNATURE_HEADER])
+    event = decode_event(body)
+    assert event["report_id"] == report_id and event["status"] == "Complete"
+    assert event["checksum_sha256"] == final["checksum_sha256"]
+
+
+async def test_a_failing_receiver_is_tried_again_until_it_takes_it(stack, api, receiver):
+    _, base = receiver
+    report_id = await api.trigger(callback_url=f"{base}/flaky")
+    hook = await webhook_of(api, report_id, stack, "delivered_at")
+    assert [attempt["status"] for attempt in hook["attempts"]] == [500, 500, 200]
+
+
+async def test_retries_are_bounded_in_time(stack, api, receiver):
+    _, base = receiver
+    report_id = await api.trigger(callback_url=f"{base}/down")
+    hook = await webhook_of(api, report_id, stack, "given_up_at")
+    # Pauses of 1, 2, 4 s: within the 4 s after the report ended fit the first two
+    # (one, if the first attempt came late), never the third.
+    statuses = [attempt["status"] for attempt in hook["attempts"]]
+    assert statuses in ([500, 500], [500, 500, 500]), statuses
+    assert hook["delivered_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data", "does not allow"),
+        ("http://localhost:8080/hook", "does not allow"),
+        ("ftp://127.0.0.1/hook", "must be an http:// or https:// URL"),
+        ("http://user:pw@127.0.0.1/hook", "must not carry a user or password"),
+    ],
+)
+async def test_a_callback_url_not_allowed_is_refused_at_trigger_time(http, url, reason):
+    async with http.post("/trigger_report", json={"callback_url": url}) as response:
+        assert response.status == 400
+        assert reason in (await response.json())["error"]["message"]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from storemon.api import auth, health, reports, stores
+from storemon.api import auth, health, reports, stores, webhooks
 from storemon.api import events as ingest
 from storemon.api.auth import auth_middleware
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
@@ -60,6 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app.cleanup_ctx.extend([_database, _kafka])
     reports.add_routes(app)
+    # After reports' cleanup context: the sender waits on its status channel.
+    app.cleanup_ctx.append(webhooks.sending)
     stores.add_routes(app)
     app.router.add_post("/events", ingest.post_events)
     health.add_routes(app)

@@ -33,6 +33,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/get_report"): SCOPE_READ,
     ("GET", "/reports"): SCOPE_READ,
     ("GET", "/reports/{report_id}.csv"): SCOPE_READ,
+    ("GET", "/reports/{report_id}/events"): SCOPE_READ,
+    ("GET", "/reports/{report_id}/rows"): SCOPE_READ,
     ("DELETE", "/reports/{report_id}"): SCOPE_ADMIN,
     ("POST", "/events"): SCOPE_INGEST,
     ("GET", "/stores/{store_id}"): SCOPE_READ,

@@ -85,6 +85,8 @@ class Listener:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
+                if not connection.is_closed():
+                    await connection.remove_listener(self.prefix + self.schema, self._notified)
                 await self.pool.release(connection)
             except Exception as exc:  # a broken connection: the pool replaces it
                 if not is_database_error(exc):

@@ -420,11 +420,13 @@ def _add_lag(subcommands: Any) -> None:
 
 
 def _lag(args: argparse.Namespace) -> int:
-    """consumer lag per group, topic and partition
+    """consumer lag per group, topic and partition, with who consumes it
 
-    For every consumer group of the deployment (worker, reporter): the committed
-    offset, end offset and lag per topic partition. A group that has committed
-    nothing yet counts its whole backlog.
+    For every consumer group of the deployment (worker, reporter): the group's state,
+    and per topic partition the committed offset, end offset, lag in records, lag in
+    seconds (how long the oldest record not yet consumed has waited) and the member
+    that owns it (client id and host; a worker's is storemon-worker@HOST:PID). A
+    group that has committed nothing yet counts its whole backlog.
     """
     import json
     import time
@@ -434,7 +436,7 @@ def _lag(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     _reach_kafka(settings)
     while True:
-        rows = consumer_lag(settings)
+        rows = consumer_lag(settings, details=True)
         text = json.dumps(lag_as_json(rows)) if args.json else lag_as_table(rows)
         if args.watch and sys.stdout.isatty():
             print("\x1b[H\x1b[2J", end="")  # home + clear: refresh in place

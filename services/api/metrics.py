@@ -47,7 +47,7 @@ class Metrics:
         """Lag of the deployment's groups, at most LAG_MAX_AGE_S old; None if Kafka is down."""
         if self._lag is None:
             self._lag = Cached(
-                lambda: asyncio.to_thread(consumer_lag, settings, 3.0),
+                lambda: asyncio.to_thread(consumer_lag, settings, 3.0, None, True),
                 (KafkaException, TimeoutError),
                 LAG_MAX_AGE_S,
             )
@@ -87,6 +87,14 @@ class Metrics:
         for row in lag or ():
             labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
             lines.append(f"{names.CONSUMER_LAG}{labels} {row.lag}")
+        family(
+            lines, names.CONSUMER_LAG_SECONDS, "gauge",
+            "How long the oldest record not yet consumed has waited, per group and partition.",
+        )
+        for row in lag or ():
+            if row.lag_seconds is not None:
+                labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
+                lines.append(f"{names.CONSUMER_LAG_SECONDS}{labels} {row.lag_seconds:.3f}")
         return "\n".join(lines) + "\n"
 
 

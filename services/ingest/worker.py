@@ -14,6 +14,8 @@ recovering, with an error line and a metric.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from storemon.kafka.topics import (
     TOPIC_STATUS,
     TOPIC_STATUS_DLQ,
     TOPIC_TIMEZONES,
+    WORKER_APP,
     input_partitions,
     worker_app_id,
     worker_data_dir,
@@ -91,6 +94,9 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
     return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
+        # Named in `storemon lag` as the owner of its partitions; host:pid as in its
+        # parts' computed_by and its live answers' served_by.
+        broker_client_id=f"{WORKER_APP}@{socket.gethostname()}:{os.getpid()}",
         # TLS and SASL as every other client of storemon has them (storemon/kafka/clients.py).
         broker_credentials=faust_credentials(settings.kafka_security),
         store="memory://",

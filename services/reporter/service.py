@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -112,6 +114,8 @@ def _consumer_config(settings: Settings) -> dict[str, object]:
             # A new group takes every request still on the topic: each is checked
             # against its row, so requests already answered are skipped.
             "auto.offset.reset": "earliest",
+            # Named in `storemon lag` as the owner of its partitions.
+            "client.id": f"storemon-reporter@{socket.gethostname()}:{os.getpid()}",
             # A reporter that died hands its partitions over within seconds.
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,

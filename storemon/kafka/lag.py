@@ -1,15 +1,29 @@
-"""Consumer lag of the deployment's consumer groups: how far each is behind its topics."""
+"""Consumer lag of the deployment's consumer groups: how far each is behind its topics.
+
+With `details`, each partition also says which member of its group consumes it (client
+id and host: for a worker `storemon-worker@<host>:<pid>`, the `served_by` of its answers
+and parts) and the group's state, and its lag in seconds: how long the oldest record not
+yet consumed has waited (now minus that record's timestamp, which the producer set),
+so an operator sees which process is stuck, and for how long.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from storemon.config import Settings
-from storemon.kafka.clients import make_consumer
+from storemon.kafka.clients import admin_client, make_consumer
 from storemon.kafka.topics import (
     TOPIC_HOURS,
     TOPIC_REPORT_REQUESTS,
@@ -39,6 +53,13 @@ class PartitionLag:
     committed: int | None
     end: int
     lag: int
+    #: The member consuming it, `client_id (host)`; None: none (no member, or not asked).
+    owner: str | None = None
+    #: The group's state (Stable, PreparingRebalance, Empty, ...); None: not asked.
+    group_state: str | None = None
+    #: How long the oldest record not yet consumed has waited, seconds (0 without lag);
+    #: None: not asked, or the record could not be read in time.
+    lag_seconds: float | None = None
 
 
 def deployment_groups(settings: Settings) -> dict[str, list[str]]:
@@ -83,11 +104,15 @@ def _committed_offsets(
 
 
 def consumer_lag(
-    settings: Settings, timeout: float = 10.0, only: Collection[str] | None = None
+    settings: Settings,
+    timeout: float = 10.0,
+    only: Collection[str] | None = None,
+    details: bool = False,
 ) -> list[PartitionLag]:
     """Lag per group, topic and partition; a group that committed nothing owes its backlog.
 
-    Every group of the deployment, or those named in `only`.
+    Every group of the deployment, or those named in `only`; with `details`, each
+    partition's owner, its group's state and its lag in seconds too.
     """
     groups = {
         group: topics
@@ -114,9 +139,72 @@ def consumer_lag(
                 known = offset if offset >= 0 else None
                 lag = high - (known if known is not None else low)
                 rows.append(PartitionLag(group, tp.topic, tp.partition, known, high, max(lag, 0)))
+        if details and rows:
+            rows = _with_details(settings, watermarks, rows, timeout)
         return rows
     finally:
         watermarks.close()
+
+
+def _with_details(
+    settings: Settings, reader: Consumer, rows: list[PartitionLag], timeout: float
+) -> list[PartitionLag]:
+    groups = sorted({row.group for row in rows})
+    # Kept in a name until every answer is read: a collected client cancels them.
+    admin = admin_client(settings)
+    described = admin.describe_consumer_groups(groups)
+    states: dict[str, str] = {}
+    owners: dict[tuple[str, str, int], str] = {}
+    for group, future in described.items():
+        description = future.result(timeout)
+        states[group] = description.state.name.title().replace("_", "")
+        for member in description.members:
+            owner = f"{member.client_id} ({member.host.lstrip('/')})"
+            for tp in member.assignment.topic_partitions if member.assignment else ():
+                owners[(group, tp.topic, tp.partition)] = owner
+    waited = _oldest_waiting(reader, [row for row in rows if row.lag], timeout)
+    return [
+        replace(
+            row,
+            owner=owners.get((row.group, row.topic, row.partition)),
+            group_state=states.get(row.group),
+            lag_seconds=waited.get((row.topic, row.partition, row.committed)) if row.lag else 0.0,
+        )
+        for row in rows
+    ]
+
+
+def _oldest_waiting(
+    reader: Consumer, lagging: list[PartitionLag], timeout: float
+) -> dict[tuple[str, int, int | None], float]:
+    """(topic, partition, committed) -> seconds its first record not consumed has waited."""
+    if not lagging:
+        return {}
+    starts = {
+        (row.topic, row.partition): row.committed if row.committed is not None else OFFSET_BEGINNING
+        for row in lagging
+    }
+    reader.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+    waited: dict[tuple[str, int, int | None], float] = {}
+    committed = {(row.topic, row.partition): row.committed for row in lagging}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(waited) < len(starts) and time.monotonic() < deadline:
+            message = reader.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            key = (message.topic(), message.partition())
+            kind, stamp_ms = message.timestamp()
+            if kind == TIMESTAMP_NOT_AVAILABLE or key not in committed:
+                continue
+            waited.setdefault(
+                (*key, committed[key]), max(0.0, time.time() - stamp_ms / 1000)
+            )
+            # One record a partition is enough: stop fetching it.
+            reader.pause([TopicPartition(*key)])
+    finally:
+        reader.unassign()
+    return waited
 
 
 def lag_as_json(rows: list[PartitionLag]) -> dict[str, object]:
@@ -124,15 +212,19 @@ def lag_as_json(rows: list[PartitionLag]) -> dict[str, object]:
 
 
 def lag_as_table(rows: list[PartitionLag]) -> str:
-    header = ("group", "topic", "partition", "committed", "end", "lag")
+    header = ("group", "state", "topic", "partition", "committed", "end", "lag", "lag s",
+              "owner")
     cells = [
         (
             r.group,
+            r.group_state or "-",
             r.topic,
             str(r.partition),
             "-" if r.committed is None else str(r.committed),
             str(r.end),
             str(r.lag),
+            "-" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
+            r.owner or "-",
         )
         for r in rows
     ]

@@ -18,6 +18,7 @@ REPORT_DURATION = "storemon_report_duration_seconds"
 KAFKA_UP = "storemon_kafka_up"
 DATABASE_UP = "storemon_database_up"
 CONSUMER_LAG = "storemon_consumer_lag"
+CONSUMER_LAG_SECONDS = "storemon_consumer_lag_seconds"
 
 API_METRICS = (
     HTTP_REQUESTS,
@@ -28,6 +29,7 @@ API_METRICS = (
     KAFKA_UP,
     DATABASE_UP,
     CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
 )
 
 # The Faust worker, GET /metrics on port 9101: figures of the partitions it owns.

@@ -51,6 +51,7 @@ from storemon.observability.logs import faust_worker
 from storemon.state.day_merge import merge_batch
 from storemon.state.layout import (
     NEWEST_POLL_TABLE,
+    POLL_BYTES,
     POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
@@ -162,7 +163,10 @@ def _poll_day_recovery(retention: Retention, metrics: WorkerMetrics) -> Changelo
             retention.discard(message.partition, store_id, day)
         else:
             newest_us = latest_timestamp_us(message.value)
-            retention.add(message.partition, store_id, day, message.key, newest_us)
+            retention.add(
+                message.partition, store_id, day, message.key, newest_us,
+                len(message.value) // POLL_BYTES,
+            )
 
     return recover_poll_day
 
@@ -283,7 +287,10 @@ def create_app(settings: Settings) -> faust.App:
             for write in merge_batch(store_id, batch.polls, cutoff, poll_days.get):
                 poll_days[write.key] = write.value
                 newest_us = latest_timestamp_us(write.value)
-                retention.add(partition, store_id, write.day, write.key, newest_us)
+                retention.add(
+                    partition, store_id, write.day, write.key, newest_us,
+                    len(write.value) // POLL_BYTES,
+                )
                 newest_after = newest_us if newest_after is None else max(newest_after, newest_us)
             if newest_after is not None and newest_after != newest_before:
                 # In this event's partition: a report's default as_of is read from here.
@@ -408,7 +415,7 @@ def create_app(settings: Settings) -> faust.App:
     async def serve_metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         greatest_event_time_us = max(retention.max_timestamp_us.values(), default=None)
         return web.text(
-            metrics.render(poll_days.items(), greatest_event_time_us),
+            metrics.render(retention.held_stores(), retention.held_polls(), greatest_event_time_us),
             headers={"Content-Type": prometheus.CONTENT_TYPE},
         )
 

@@ -43,6 +43,8 @@ class _StoreDays:
     newest_us: int
     #: UTC day number -> the table key holding that day's polls
     keys: dict[int, bytes] = field(default_factory=dict)
+    #: UTC day number -> how many polls that day's value holds
+    polls: dict[int, int] = field(default_factory=dict)
 
 
 class Retention:
@@ -54,15 +56,24 @@ class Retention:
         self._last_sweep: dict[int, float] = {}
         #: partition -> greatest poll time it has held (for metrics)
         self.max_timestamp_us: dict[int, int] = {}
+        #: partition -> polls its held days hold, kept as they change (for metrics)
+        self._polls: dict[int, int] = {}
 
-    def add(self, partition: int, store_id: str, day: int, key: bytes, newest_us: int) -> None:
-        """Note that `key` holds `store_id`'s polls of `day`, the newest at `newest_us`."""
+    def add(
+        self, partition: int, store_id: str, day: int, key: bytes, newest_us: int, polls: int = 0
+    ) -> None:
+        """Note that `key` holds `store_id`'s `polls` polls of `day`, the newest at
+        `newest_us`."""
         stores = self._stores.setdefault(partition, {})
         held = stores.get(store_id)
         if held is None:
             held = stores[store_id] = _StoreDays(newest_us)
         held.newest_us = max(held.newest_us, newest_us)
         held.keys[day] = key
+        self._polls[partition] = (
+            self._polls.get(partition, 0) + polls - held.polls.get(day, 0)
+        )
+        held.polls[day] = polls
         self.max_timestamp_us[partition] = max(
             self.max_timestamp_us.get(partition, newest_us), newest_us
         )
@@ -73,6 +84,7 @@ class Retention:
         held = stores.get(store_id)
         if held is not None:
             held.keys.pop(day, None)
+            self._forget_polls(partition, held, [day])
             if not held.keys:
                 del stores[store_id]
 
@@ -82,6 +94,7 @@ class Retention:
         for partition in gone:
             self._last_sweep.pop(partition, None)
             self.max_timestamp_us.pop(partition, None)
+            self._polls.pop(partition, None)
         return [
             key
             for partition in gone
@@ -111,6 +124,7 @@ class Retention:
             return []
         cutoff = held.newest_us - RETAINED_US
         expired = [day for day in held.keys if (day + 1) * US_PER_DAY <= cutoff]
+        self._forget_polls(partition, held, expired)
         return [held.keys.pop(day) for day in expired]
 
     def pop_stale(self, partition: int) -> list[bytes]:
@@ -125,4 +139,18 @@ class Retention:
         newest = np.fromiter((held.newest_us for held in stores.values()), np.int64, len(stores))
         threshold = int(np.median(newest)) - STALE_AFTER_US
         stale = [store_id for store_id, held in stores.items() if held.newest_us < threshold]
+        for store_id in stale:
+            self._forget_polls(partition, stores[store_id], list(stores[store_id].polls))
         return [key for store_id in stale for key in stores.pop(store_id).keys.values()]
+
+    def _forget_polls(self, partition: int, held: _StoreDays, days: list[int]) -> None:
+        for day in days:
+            self._polls[partition] = self._polls.get(partition, 0) - held.polls.pop(day, 0)
+
+    def held_stores(self) -> int:
+        """Stores with polls held, over every partition this worker holds."""
+        return sum(len(stores) for stores in self._stores.values())
+
+    def held_polls(self) -> int:
+        """Polls held, over every partition this worker holds (kept as they change)."""
+        return sum(self._polls.values())

@@ -96,3 +96,31 @@ def test_partitions_no_longer_owned_are_forgotten_with_every_key_they_held():
     assert retention.store_days(0) == {} and retention.store_days(2) == {}
     assert list(retention.store_days(1)) == ["b"]
     assert set(retention.max_timestamp_us) == {1}
+
+
+def test_the_held_polls_and_stores_follow_every_change_without_a_scan():
+    """The worker's state-size gauges: kept as polls come and go, equal to a count."""
+    retention = Retention(lambda: 0.0)
+    held: dict[bytes, int] = {}
+
+    def add(partition: int, store_id: str, day: int, polls: int) -> None:
+        key = poll_day_key(store_id, day)
+        retention.add(partition, store_id, day, key, day * US_PER_DAY + HOUR_US, polls)
+        held[key] = polls
+
+    for day in range(FIRST_DAY, FIRST_DAY + 3):
+        add(0, "a", day, 24)
+        add(1, "b", day, 10)
+    add(0, "a", FIRST_DAY, 30)  # a day's value rewritten: counted once, at its new size
+    assert (retention.held_stores(), retention.held_polls()) == (2, sum(held.values())) == (2, 108)
+    retention.discard(1, "b", FIRST_DAY)
+    del held[poll_day_key("b", FIRST_DAY)]
+    assert retention.held_polls() == sum(held.values())
+    far_day = FIRST_DAY + 40
+    add(0, "a", far_day, 5)  # a's old days fall behind its horizon
+    for key in retention.pop_expired(0, "a"):
+        del held[key]
+    assert retention.held_polls() == sum(held.values()) == 25
+    for key in retention.keep_only({0}):  # partition 1 handed over
+        del held[key]
+    assert (retention.held_stores(), retention.held_polls()) == (1, 5)

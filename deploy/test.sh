@@ -17,6 +17,9 @@ say() { printf '[test] %s\n' "$*" >&2; }
 
 # shellcheck source=deploy/venv.sh
 source "$REPO_ROOT/deploy/venv.sh"
+# Headless Chromium and its driver for the web page's tests, promtool for the alert
+# rules' (Debian's, installed when missing).
+bash "$REPO_ROOT/deploy/test-tools.sh"
 
 # --- Servers -----------------------------------------------------------------
 started=()

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from storemon.api import auth, health, reports, stores, webhooks
+from storemon.api import auth, health, page, reports, stores, webhooks
 from storemon.api import events as ingest
 from storemon.api.auth import auth_middleware
 from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/events", ingest.post_events)
     health.add_routes(app)
     app.router.add_get("/openapi.json", openapi)
+    page.add_routes(app)
     return app
 
 

@@ -43,6 +43,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
     ("GET", "/openapi.json"): None,
+    # The web page (services/api/page.py): what it shows comes from routes that check.
+    ("GET", "/"): None,
+    ("GET", "/docs"): None,
+    ("GET", "/static/{name}"): None,
 }
 REALM = 'Bearer realm="storemon"'
 

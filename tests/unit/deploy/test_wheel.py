@@ -147,3 +147,30 @@ def test_the_api_serves_the_packaged_openapi_document(installed: Installed):
         "print(answer.text)\n"
     )
     assert json.loads(served) == json.loads((REPO / "schemas" / "openapi.json").read_text())
+
+
+def test_the_api_serves_the_web_page_from_the_installed_package(installed: Installed):
+    served = json.loads(installed.python(
+        "import asyncio, json\n"
+        "from importlib import resources\n"
+        "from aiohttp.test_utils import make_mocked_request\n"
+        "from storemon.api.app import create_app\n"
+        "from storemon.config import Settings\n"
+        "app = create_app(Settings.from_env())\n"
+        "def answer(path):\n"
+        "    info = asyncio.run(app.router.resolve(make_mocked_request('GET', path)))\n"
+        "    request = make_mocked_request('GET', path, match_info=dict(info))\n"
+        "    response = asyncio.run(info.handler(request))\n"
+        "    return [response.status, response.content_type, response.text]\n"
+        "page = resources.files('storemon.api').joinpath('page')\n"
+        "print(json.dumps({'page': answer('/'), 'script': answer('/static/app.js'),\n"
+        "                  'folder': str(page)}))\n"
+    ))
+    status, content_type, html = served["page"]
+    assert (status, content_type) == (200, "text/html")
+    assert html.startswith("<!doctype html>") and "/static/app.js?v=" in html
+    status, content_type, script = served["script"]
+    assert (status, content_type) == (200, "text/javascript")
+    assert script == (REPO / "services" / "api" / "page" / "app.js").read_text()
+    folder = Path(served["folder"])
+    assert folder.is_relative_to(installed.venv) and not folder.is_relative_to(REPO), folder

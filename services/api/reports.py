@@ -6,7 +6,7 @@ import asyncio
 import csv
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
@@ -428,12 +428,7 @@ async def list_reports(request: web.Request) -> web.Response:
     unknown = sorted(set(query) - {"limit", "status", "since", "cursor"})
     if unknown:
         raise _bad_request(f"unknown parameter {unknown[0]!r}: only limit, status, since, cursor")
-    try:
-        limit = int(query.get("limit", DEFAULT_LIST_LIMIT))
-    except ValueError:
-        raise _bad_request("limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise _bad_request(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    limit = _limit(query, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
     status = query.get("status")
     if status is not None and status not in (RUNNING, COMPLETE, FAILED):
         raise _bad_request(f"status must be one of {RUNNING}, {COMPLETE}, {FAILED}")
@@ -458,6 +453,17 @@ async def list_reports(request: web.Request) -> web.Response:
     return web.json_response(
         {"reports": [_summary(row, request) for row in rows], "next": following}
     )
+
+
+def _limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    """`?limit=`: an integer from 1 to `maximum`, `default` when not given."""
+    try:
+        limit = int(query.get("limit", default))
+    except ValueError:
+        raise _bad_request("limit must be an integer") from None
+    if not 1 <= limit <= maximum:
+        raise _bad_request(f"limit must be between 1 and {maximum}")
+    return limit
 
 
 def _cursor(text: str) -> tuple[datetime, str]:
@@ -487,12 +493,7 @@ async def report_rows(request: web.Request) -> web.Response:
         raise _bad_request(f"at most {MAX_ROWS_STORE_IDS} store_id a request")
     if wanted and ("after" in query or "limit" in query):
         raise _bad_request("store_id is not paged: give it without after and limit")
-    try:
-        limit = int(query.get("limit", DEFAULT_ROWS_LIMIT))
-    except ValueError:
-        raise _bad_request("limit must be an integer") from None
-    if not 1 <= limit <= MAX_ROWS_LIMIT:
-        raise _bad_request(f"limit must be between 1 and {MAX_ROWS_LIMIT}")
+    limit = _limit(query, DEFAULT_ROWS_LIMIT, MAX_ROWS_LIMIT)
     after = query.get("after")
     row = await _current_report(request, report_id)
     if row.status != COMPLETE:

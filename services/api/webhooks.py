@@ -21,7 +21,7 @@ from aiohttp import web
 
 from storemon.api.context import POOL, SETTINGS, STATUS_LISTENER, STOPPING
 from storemon.database import reports_db, webhooks
-from storemon.database.notifications import wait_notified
+from storemon.database.notifications import drain_when_notified
 from storemon.database.reports_db import ReportRow
 from storemon.messages.report_events import encode_event
 from storemon.timebase import format_timestamp, now_us
@@ -48,22 +48,10 @@ class WebhookSender:
         self._retry_s = settings.webhook_retry_s
 
     async def run(self) -> None:
-        listener, stop = self._app[STATUS_LISTENER], self._app[STOPPING]
-        changed = listener.watch()
-        try:
-            while not stop.is_set():
-                await listener.listen()
-                changed.clear()
-                try:
-                    while await self.send_due() == BATCH:
-                        pass
-                except Exception as exc:
-                    if not reports_db.is_database_error(exc):
-                        raise
-                    log.warning("webhooks: database: %s; tried again shortly", exc)
-                await wait_notified(stop, LOOK_EVERY_S, changed)
-        finally:
-            listener.forget(changed)
+        await drain_when_notified(
+            self._app[STATUS_LISTENER], self._app[STOPPING], LOOK_EVERY_S, self.send_due,
+            BATCH, "webhooks",
+        )
 
     async def send_due(self) -> int:
         """Post the webhooks due now; how many."""

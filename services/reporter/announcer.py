@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from storemon.config import Settings
 from storemon.database import notifications, reports_db
-from storemon.database.notifications import Listener, wait_notified
+from storemon.database.notifications import Listener, drain_when_notified
 from storemon.kafka.topics import TOPIC_REPORT_EVENTS
 from storemon.messages.report_events import encode_event
 
@@ -49,23 +49,12 @@ class Announcer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set; database or broker trouble is tried again."""
-        status_changed = self._listener.watch()
         try:
-            while not stop.is_set():
-                await self._listener.listen()
-                status_changed.clear()
-                try:
-                    while await self.publish_pending() == BATCH:
-                        pass
-                except NotDelivered as exc:
-                    log.warning("report-events: %s; published again shortly", exc)
-                except Exception as exc:
-                    if not reports_db.is_database_error(exc):
-                        raise
-                    log.warning("report-events: database: %s; tried again shortly", exc)
-                await wait_notified(stop, ANNOUNCE_EVERY_S, status_changed)
+            await drain_when_notified(
+                self._listener, stop, ANNOUNCE_EVERY_S, self.publish_pending, BATCH,
+                "report-events", tolerated=(NotDelivered,),
+            )
         finally:
-            self._listener.forget(status_changed)
             await self._listener.close()
 
     async def publish_pending(self) -> int:

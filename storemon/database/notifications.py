@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -102,3 +103,32 @@ async def wait_notified(stop: asyncio.Event, seconds: float, *also: asyncio.Even
     finally:
         for wait in waits:
             wait.cancel()
+
+
+async def drain_when_notified(
+    listener: Listener,
+    stop: asyncio.Event,
+    every_s: float,
+    work: Callable[[], Awaitable[int]],
+    batch: int,
+    what: str,
+    tolerated: tuple[type[Exception], ...] = (),
+) -> None:
+    """Until `stop`: whenever `listener` announces any report, or `every_s` passed, run
+    `work` (one batch; returns how many it did) until a batch is not full. Database
+    trouble, and `tolerated` errors, are logged as `what` and tried again next time."""
+    announced = listener.watch()
+    try:
+        while not stop.is_set():
+            await listener.listen()
+            announced.clear()
+            try:
+                while await work() == batch:
+                    pass
+            except Exception as exc:
+                if not (is_database_error(exc) or isinstance(exc, tolerated)):
+                    raise
+                log.warning("%s: %s; tried again shortly", what, exc)
+            await wait_notified(stop, every_s, announced)
+    finally:
+        listener.forget(announced)

@@ -24,6 +24,22 @@ def decode_json(value: bytes | None) -> Any:
         raise NotJson(f"not JSON: {str(exc)[:200]}") from None
 
 
+def decode_valid(value: bytes | None, schema: str, invalid: type[ValueError]) -> dict[str, Any]:
+    """The decoded record value if it is JSON that follows `schema` (a name of
+    storemon.messages.schemas); else `invalid` saying what is wrong."""
+    from storemon.messages import schemas  # schemas reads its files; records stays light
+
+    try:
+        decoded = decode_json(value)
+    except NotJson as exc:
+        raise invalid(str(exc)) from None
+    errors = schemas.schema_errors(schema, decoded)
+    if errors:
+        raise invalid("; ".join(errors))
+    checked: dict[str, Any] = decoded
+    return checked
+
+
 def encode_json(value: dict[str, Any]) -> bytes:
     """A record value as compact JSON."""
     return json.dumps(value, separators=(",", ":")).encode()

@@ -14,7 +14,7 @@ from typing import Any
 
 from storemon.database.reports_db import COMPLETE, ReportRow
 from storemon.messages import schemas
-from storemon.messages.records import NotJson, decode_json, encode_json
+from storemon.messages.records import decode_valid, encode_json
 from storemon.timebase import format_timestamp, us_from_datetime
 
 
@@ -53,12 +53,4 @@ def encode_event(row: ReportRow) -> bytes:
 
 def decode_event(value: bytes | None) -> dict[str, Any]:
     """An event from its record value; InvalidEvent says what is wrong."""
-    try:
-        decoded = decode_json(value)
-    except NotJson as exc:
-        raise InvalidEvent(str(exc)) from None
-    errors = schemas.schema_errors(schemas.REPORT_EVENT, decoded)
-    if errors:
-        raise InvalidEvent("; ".join(errors))
-    event: dict[str, Any] = decoded
-    return event
+    return decode_valid(value, schemas.REPORT_EVENT, InvalidEvent)

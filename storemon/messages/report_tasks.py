@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storemon.messages import schemas
-from storemon.messages.records import NotJson, decode_json, encode_json
+from storemon.messages.records import decode_valid, encode_json
 
 
 class InvalidTask(ValueError):
@@ -46,7 +46,7 @@ class ReportTask:
     @classmethod
     def decode(cls, value: bytes | None) -> ReportTask:
         """A task from its record value; InvalidTask says what is wrong."""
-        decoded = _valid_task_value(value)
+        decoded = decode_valid(value, schemas.REPORT_TASK, InvalidTask)
         store_ids = decoded.get("store_ids")
         return cls(
             decoded["report_id"],
@@ -54,16 +54,3 @@ class ReportTask:
             decoded["as_of_us"],
             None if store_ids is None else tuple(store_ids),
         )
-
-
-def _valid_task_value(value: bytes | None) -> dict[str, Any]:
-    """The decoded value if it follows the schema; InvalidTask otherwise."""
-    try:
-        decoded = decode_json(value)
-    except NotJson as exc:
-        raise InvalidTask(str(exc)) from None
-    errors = schemas.schema_errors(schemas.REPORT_TASK, decoded)
-    if errors:
-        raise InvalidTask("; ".join(errors))
-    checked: dict[str, Any] = decoded
-    return checked

@@ -7,6 +7,7 @@ installed with the package), never by a path into a checkout.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -70,6 +71,9 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry(), format_checker=FormatChecker())
 
 
+_REQUIRED_MESSAGE = re.compile(r"'(.+)' is a required property")
+
+
 def schema_errors(name: str, value: Any) -> list[str]:
     """Every way `value` breaks schema `name`, as 'field: reason' strings (empty when valid)."""
     messages = []
@@ -77,8 +81,10 @@ def schema_errors(name: str, value: Any) -> list[str]:
         path = [str(part) for part in error.path]
         message = error.message
         if error.validator == "required":
-            # Name the missing field itself, not the object that lacks it.
-            missing = [f for f in error.validator_value if f not in error.instance]
-            path, message = [*path, *missing[:1]], "is required"
+            # Name the missing field itself, not the object that lacks it: the error is one
+            # per missing field, and its message names it ("'x' is a required property").
+            missing = _REQUIRED_MESSAGE.fullmatch(error.message)
+            if missing is not None:
+                path, message = [*path, missing.group(1)], "is required"
         messages.append(f"{'.'.join(path) or '(record)'}: {message}")
-    return messages
+    return sorted(messages)

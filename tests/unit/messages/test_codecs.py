@@ -254,3 +254,11 @@ def test_a_dead_letter_of_a_huge_record_keeps_its_start_and_fits_in_a_kafka_reco
     raw = json.loads(letter)["raw"]
     assert raw.startswith(huge[: DLQ_RAW_CHARS])
     assert raw.endswith("[cut: 200,000 characters in all]")
+
+
+def test_each_missing_field_is_named_once():
+    from storemon.messages import schemas
+
+    assert schemas.schema_errors(schemas.REPORT_TASK, {}) == [
+        "as_of_us: is required", "partition: is required", "report_id: is required"
+    ]

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
+from storemon.api.context import METRICS, OWNERS, POOL, PRODUCER, SESSION, SETTINGS
 from storemon.api.metrics import ReportFigures
 from storemon.database import reports_db
 from storemon.kafka.topics import TOPIC_REPORT_REQUESTS
@@ -48,8 +48,9 @@ async def _report_figures(request: web.Request) -> ReportFigures | None:
 async def metrics(request: web.Request) -> web.Response:
     """Whatever can be read: lag from Kafka does not wait for PostgreSQL, nor the reverse."""
     reports = await _report_figures(request)
-    lag = await request.app[METRICS].consumer_lag(request.app[SETTINGS])
-    text = request.app[METRICS].render(reports, lag)
+    kafka = await request.app[METRICS].kafka_figures(request.app[SETTINGS])
+    state = await request.app[METRICS].state_figures(request.app[OWNERS], request.app[SESSION])
+    text = request.app[METRICS].render(reports, kafka, state)
     return web.Response(body=text.encode(), headers={"Content-Type": prometheus.CONTENT_TYPE})
 
 

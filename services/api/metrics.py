@@ -18,13 +18,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from confluent_kafka import KafkaException
 
+from storemon.api.owners import Owners, PartitionState, state_sizes
 from storemon.config import Settings
 from storemon.database.reports_db import DurationBucket
 from storemon.kafka.lag import PartitionLag, consumer_lag
+from storemon.kafka.offsets import end_offsets
+from storemon.kafka.topics import TOPIC_STATUS_DLQ
 from storemon.observability import metric_names as names
 from storemon.observability.prometheus import Cached, family, family_by_label, histogram
 from storemon.observability.prometheus import labels as prom_labels
@@ -41,19 +45,34 @@ class Metrics:
         self.seconds: Counter[str] = Counter()
         #: "accepted" / "rejected" -> polls received on POST /events
         self.events: Counter[str] = Counter()
-        self._lag: Cached[list[PartitionLag]] | None = None
+        self._kafka: Cached[KafkaFigures] | None = None
+        self._state: Cached[dict[int, PartitionState]] | None = None
 
-    async def consumer_lag(self, settings: Settings) -> list[PartitionLag] | None:
-        """Lag of the deployment's groups, at most LAG_MAX_AGE_S old; None if Kafka is down."""
-        if self._lag is None:
-            self._lag = Cached(
-                lambda: asyncio.to_thread(consumer_lag, settings, 3.0, None, True),
-                (KafkaException, TimeoutError),
+    async def kafka_figures(self, settings: Settings) -> KafkaFigures | None:
+        """Lag of the deployment's groups and the dead letters, at most LAG_MAX_AGE_S old;
+        None if Kafka is down."""
+        if self._kafka is None:
+            self._kafka = Cached(
+                lambda: asyncio.to_thread(_read_kafka_figures, settings),
+                (KafkaException, TimeoutError, KeyError),
                 LAG_MAX_AGE_S,
             )
-        return await self._lag.get()
+        return await self._kafka.get()
 
-    def render(self, reports: ReportFigures | None, lag: list[PartitionLag] | None) -> str:
+    async def state_figures(
+        self, owners: Owners, session: aiohttp.ClientSession
+    ) -> dict[int, PartitionState]:
+        """Each state partition's size and newest poll, from its owner (those answering)."""
+        if self._state is None:
+            self._state = Cached(lambda: state_sizes(owners, session), (), LAG_MAX_AGE_S)
+        return await self._state.get() or {}
+
+    def render(
+        self,
+        reports: ReportFigures | None,
+        kafka: KafkaFigures | None,
+        state: dict[int, PartitionState],
+    ) -> str:
         """The metrics; those of the reports left out when `reports` is None (the
         database could not be read)."""
         lines: list[str] = []
@@ -82,7 +101,13 @@ class Metrics:
         if reports is not None:
             _render_reports(lines, reports)
         family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
-        lines.append(f"{names.KAFKA_UP} {0 if lag is None else 1}")
+        lines.append(f"{names.KAFKA_UP} {0 if kafka is None else 1}")
+        lag = None if kafka is None else kafka.lag
+        if kafka is not None:
+            family(lines, names.DEAD_LETTERS, "counter",
+                   "Records written to store-status-dlq (rejected polls, hours, zones).")
+            lines.append(f"{names.DEAD_LETTERS} {kafka.dead_letters}")
+        _render_state(lines, state)
         family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
         for row in lag or ():
             labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
@@ -96,6 +121,39 @@ class Metrics:
                 labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
                 lines.append(f"{names.CONSUMER_LAG_SECONDS}{labels} {row.lag_seconds:.3f}")
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class KafkaFigures:
+    """What /metrics reads from Kafka."""
+
+    lag: list[PartitionLag]
+    dead_letters: int
+
+
+def _read_kafka_figures(settings: Settings) -> KafkaFigures:
+    dlq = settings.topic(TOPIC_STATUS_DLQ)
+    return KafkaFigures(
+        consumer_lag(settings, 3.0, None, True), sum(end_offsets(settings, dlq, 3.0).values())
+    )
+
+
+def _render_state(lines: list[str], state: dict[int, PartitionState]) -> None:
+    """Each state partition's size and greatest poll, as its owner holds it."""
+    for name, kind, help_text, value_of in (
+        (names.STATE_STORES, "gauge", "Stores held, per state partition (from its owner).",
+         lambda held: held.stores),
+        (names.STATE_POLLS, "gauge", "Polls held, per state partition (from its owner).",
+         lambda held: held.polls),
+        (names.STATE_GREATEST_POLL, "gauge",
+         "Greatest poll time held, per state partition (Unix seconds).",
+         lambda held: None if held.newest_poll_us is None else held.newest_poll_us / 1e6),
+    ):
+        family(lines, name, kind, help_text)
+        for partition, held in sorted(state.items()):
+            value = value_of(held)
+            if value is not None:
+                lines.append(f"{name}{prom_labels(partition=str(partition))} {value}")
 
 
 @dataclass(frozen=True)

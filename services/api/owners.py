@@ -1,10 +1,12 @@
-"""Which worker owns which state partition, as the workers last said (GET /partitions)."""
+"""Which worker owns which state partition, as the workers last said (GET /partitions),
+and what each owner holds of its partitions (GET /state)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
@@ -50,3 +52,38 @@ class Owners:
                     int(partition): URL(url) for partition, url in answer["owners"].items()
                 }
                 return
+
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """What the owner of a state partition holds of it (the worker's GET /state)."""
+
+    stores: int
+    polls: int
+    newest_poll_us: int | None
+
+
+async def state_sizes(owners: Owners, session: aiohttp.ClientSession) -> dict[int, PartitionState]:
+    """Each state partition's size and newest poll, asked of its owner (for the API's
+    /metrics); partitions whose owner does not answer (a rebalance, a worker gone) are
+    left out."""
+    if owners.partitions is None:
+        await owners.refresh()
+
+    async def of(worker: URL) -> dict[int, PartitionState]:
+        try:
+            async with session.get(
+                worker / "state", timeout=aiohttp.ClientTimeout(WORKER_TIMEOUT_S)
+            ) as response:
+                if response.status != 200:
+                    return {}
+                answer = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return {}
+        return {int(p): PartitionState(**figures) for p, figures in answer["partitions"].items()}
+
+    held: dict[int, PartitionState] = {}
+    for answered in await asyncio.gather(*map(of, set(owners.by_partition.values()))):
+        held |= answered
+    return held

@@ -398,6 +398,23 @@ def create_app(settings: Settings) -> faust.App:
         }
         return web.json({"partitions": partitions, "owners": owners})
 
+    @app.page("/state")
+    async def serve_state(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """The size and newest poll of each state partition this worker owns (the API's
+        /metrics gathers them from every owner)."""
+        if app.rebalancing or app.in_recovery:
+            error = QueryError(503, "rebalancing", "this worker's state is being rebuilt")
+            return web.json(error.body(), status=503, headers=error.headers)
+        owned = {tp.partition for tp in app.consumer.assignment()
+                 if tp.topic == status_topic_name}
+        return web.json({
+            "partitions": {
+                partition: {"stores": stores, "polls": polls, "newest_poll_us": newest_us}
+                for partition, (stores, polls, newest_us) in retention.sizes().items()
+                if partition in owned
+            }
+        })
+
     @app.page("/healthz")
     async def serve_healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         """Liveness: answered while the worker's event loop runs."""

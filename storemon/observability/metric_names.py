@@ -19,6 +19,10 @@ KAFKA_UP = "storemon_kafka_up"
 DATABASE_UP = "storemon_database_up"
 CONSUMER_LAG = "storemon_consumer_lag"
 CONSUMER_LAG_SECONDS = "storemon_consumer_lag_seconds"
+DEAD_LETTERS = "storemon_dead_letters_total"
+STATE_STORES = "storemon_state_stores"
+STATE_POLLS = "storemon_state_polls"
+STATE_GREATEST_POLL = "storemon_state_greatest_poll_seconds"
 
 API_METRICS = (
     HTTP_REQUESTS,
@@ -30,6 +34,10 @@ API_METRICS = (
     DATABASE_UP,
     CONSUMER_LAG,
     CONSUMER_LAG_SECONDS,
+    DEAD_LETTERS,
+    STATE_STORES,
+    STATE_POLLS,
+    STATE_GREATEST_POLL,
 )
 
 # The Faust worker, GET /metrics on port 9101: figures of the partitions it owns.

@@ -147,6 +147,14 @@ class Retention:
         for day in days:
             self._polls[partition] = self._polls.get(partition, 0) - held.polls.pop(day, 0)
 
+    def sizes(self) -> dict[int, tuple[int, int, int | None]]:
+        """partition -> (stores, polls, greatest poll time µs or None) held here."""
+        return {
+            partition: (len(stores), self._polls.get(partition, 0),
+                        self.max_timestamp_us.get(partition))
+            for partition, stores in self._stores.items()
+        }
+
     def held_stores(self) -> int:
         """Stores with polls held, over every partition this worker holds."""
         return sum(len(stores) for stores in self._stores.values())

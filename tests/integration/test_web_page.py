@@ -353,9 +353,14 @@ def test_the_operations_view_shows_the_consumer_lag_of_metrics(stack, browser):
     wait_for(browser, lambda d: lag_rows() == served, SHOWN_S, "every group's partitions")
     tiles = element(browser, "ops-tiles").text
     assert "Kafka reachable\nyes" in tiles and "Database reachable\nyes" in tiles, tiles
-    assert "Dead letters" in tiles
-    # The API's /metrics has no state figures: the page says where they are.
-    assert "port 9101" in visible_text(browser, "ops-state-none")
+    assert "Dead letters" in tiles and "records in store-status-dlq" in tiles, tiles
+    # The state's size, gathered by the API from the partitions' owner: every store of
+    # the report (all of the data's polls are within its week).
+    held = sum(int(count) for count in re.findall(
+        r'^storemon_state_stores\{partition="\d+"\} (\d+)$', metrics, re.MULTILINE))
+    assert held == stack.expected_csv.count(b"\n") - 1
+    wait_for(browser, lambda d: "Stores held (per partition" in element(browser, "ops-state").text,
+             SHOWN_S, "the state's figures")
 
 
 def test_the_docs_page_lists_every_operation_of_the_openapi_document(stack, browser):

@@ -565,6 +565,9 @@
   }
 
   const STATE_FIGURES = [
+    ["storemon_state_stores", "Stores held (per partition, from its owner)"],
+    ["storemon_state_polls", "Polls held (per partition, from its owner)"],
+    ["storemon_state_greatest_poll_seconds", "Newest poll held (per partition)"],
     ["storemon_worker_stores", "Stores held"],
     ["storemon_worker_polls", "Polls held"],
     ["storemon_worker_greatest_event_time_seconds", "Newest poll (worker)"],
@@ -589,6 +592,7 @@
     const p99 = quantile(metrics, "storemon_report_duration_seconds", 0.99);
     const rejected = valueOf(metrics, "storemon_events_total", {outcome: "rejected"});
     const accepted = valueOf(metrics, "storemon_events_total", {outcome: "accepted"});
+    const deadLetters = valueOf(metrics, "storemon_dead_letters_total");
     tiles.replaceChildren(
       tile("Kafka reachable", kafka, null, kafkaKind),
       tile("Database reachable", database, null, databaseKind),
@@ -598,9 +602,13 @@
         ["Running", "Complete", "Failed"].map((s) => (byStatus(s) || 0) + " " + s.toLowerCase()).join(" · ")),
       tile("Report latency", p50 === undefined ? "–" : "p50 " + formatSeconds(p50) + " · p99 " + formatSeconds(p99),
         count === undefined ? null : count + " reports completed"),
-      tile("Dead letters", rejected === undefined ? "?" : String(rejected),
-        "polls rejected on POST /events by this API process (sent to store-status-dlq)" +
-        (accepted === undefined ? "" : "; " + accepted + " accepted"), rejected ? "warn" : ""),
+      deadLetters !== undefined ?
+        tile("Dead letters", String(deadLetters),
+          "records in store-status-dlq, whoever rejected them (worker, load, POST /events)",
+          deadLetters ? "warn" : "") :
+        tile("Dead letters", rejected === undefined ? "?" : String(rejected),
+          "polls rejected on POST /events by this API process (sent to store-status-dlq)" +
+          (accepted === undefined ? "" : "; " + accepted + " accepted"), rejected ? "warn" : ""),
     );
 
     const lagBody = $("ops-lag").tBodies[0];
@@ -640,8 +648,8 @@
     const stateShown = stateBody.rows.length > 0;
     $("ops-state").hidden = !stateShown;
     show($("ops-state-none"), stateShown ? "" :
-      "The API's /metrics has no state figures: the state's size is on each worker's " +
-      "/metrics (port 9101), the newest poll per partition on each reporter's (port 9102).");
+      "No state figures: no worker answered the API (STOREMON_WORKER_URLS), and each " +
+      "worker's own /metrics (port 9101) has its part.");
 
     $("ops-all").tBodies[0].replaceChildren(...metrics.samples.map((sample) =>
       h("tr", {}, h("td", {}, sample.name), h("td", {}, labelText(sample.labels)),

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storemon.api.metrics import Metrics, ReportFigures
+from storemon.api.metrics import KafkaFigures, Metrics, ReportFigures
+from storemon.api.owners import PartitionState
 from storemon.config import (
     DEFAULT_API_PORT,
     DEFAULT_REPORTER_METRICS_PORT,
@@ -140,9 +141,11 @@ def test_the_api_serves_every_api_metric_in_the_list_and_its_histogram_is_cumula
         DurationBucket(2.5, 1, 2.0),
         DurationBucket(math.inf, 1, 700.0),
     ]
-    lag = [PartitionLag("storemon-worker", "store-status", 0, committed=5, end=12, lag=7)]
+    lag = [PartitionLag("storemon-worker", "store-status", 0, committed=5, end=12, lag=7,
+                        lag_seconds=3.5)]
     reports = ReportFigures({"Running": 1, "Complete": 4, "Failed": 0}, buckets)
-    text = Metrics().render(reports, lag)
+    state = {0: PartitionState(stores=10, polls=1850, newest_poll_us=1_674_670_000_000_000)}
+    text = Metrics().render(reports, KafkaFigures(lag, dead_letters=3), state)
     assert set(rendered_families(text)) == set(metric_names.API_METRICS)
     assert rendered_families(text)[metric_names.REPORT_DURATION] == "histogram"
     duration = metric_names.REPORT_DURATION
@@ -156,6 +159,9 @@ def test_the_api_serves_every_api_metric_in_the_list_and_its_histogram_is_cumula
     ]
     lag_labels = 'group="storemon-worker",topic="store-status",partition="0"'
     assert f"{metric_names.CONSUMER_LAG}{{{lag_labels}}} 7" in text
+    assert f"{metric_names.CONSUMER_LAG_SECONDS}{{{lag_labels}}} 3.500" in text
+    assert f"{metric_names.DEAD_LETTERS} 3" in text
+    assert f'{metric_names.STATE_POLLS}{{partition="0"}} 1850' in text
 
 
 def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose):

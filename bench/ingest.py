@@ -1,6 +1,7 @@
 """Ingest benchmark: `storemon load` rows/s, and Faust workers absorbing polls until lag is zero.
 
-    python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR] [--single-polls]
+    python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR]
+                           [--single-polls | --partition-batches]
 
 (`--workers 0` measures the load alone.)
 
@@ -21,6 +22,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from storemon.config import Settings
@@ -30,6 +32,7 @@ from storemon.kafka.clients import make_producer
 from storemon.kafka.lag import consumer_lag
 from storemon.kafka.topics import TOPIC_STATUS
 from storemon.messages.polls import encode_poll
+from storemon.producer import PollProducer
 
 STOREMON = [sys.executable, "-m", "storemon.cli"]
 
@@ -102,6 +105,27 @@ def produce_single_polls(data: Path, prefix: str) -> int:
     return len(polls.timestamp_us)
 
 
+def produce_partition_batches(data: Path, prefix: str) -> int:
+    """Every poll sent on its own through the producer helper (storemon.producer), in time
+    order as pollers send them (so a batch holds one poll each of hundreds of stores):
+    partition batches of 500 polls. Hours and zones as `load` does."""
+    load(data, prefix, status=False)
+    settings = replace(Settings.from_env(), topic_prefix=prefix)
+    polls = read_status_csv(data / "store_status.csv").data
+    order = np.argsort(polls.timestamp_us, kind="stable")
+    stores, stamps = polls.store_index[order].tolist(), polls.timestamp_us[order].tolist()
+    actives = polls.active[order].tolist()
+    with PollProducer(settings) as producer:
+        for index, timestamp_us, active in zip(stores, stamps, actives, strict=True):
+            producer.send(
+                Poll(polls.store_ids[index], timestamp_us, "active" if active else "inactive")
+            )
+        delivery = producer.flush(120)
+    if delivery.failed or delivery.first_error:
+        raise RuntimeError(f"polls not delivered: {delivery}")
+    return len(stamps)
+
+
 def absorb(prefix: str, workers: int, polls: int) -> tuple[float, float, int]:
     """Start `workers` workers; return (seconds to zero lag, polls/s once consuming, peak RSS)."""
     env = run_env(prefix)
@@ -155,10 +179,16 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--data", type=Path, help="an existing `storemon generate` folder")
-    parser.add_argument(
+    sending = parser.add_mutually_exclusive_group()
+    sending.add_argument(
         "--single-polls",
         action="store_true",
         help="one record per poll instead of `storemon load`'s batches of a store's polls",
+    )
+    sending.add_argument(
+        "--partition-batches",
+        action="store_true",
+        help="every poll sent on its own through storemon.producer (partition batches)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -168,6 +198,14 @@ def main() -> None:
             if args.single_polls:
                 polls = produce_single_polls(data, prefix)
                 print(f"produced {polls} polls, one record each", flush=True)
+            elif args.partition_batches:
+                started = time.perf_counter()
+                polls = produce_partition_batches(data, prefix)
+                print(
+                    f"produced {polls} polls in time order through storemon.producer in "
+                    f"{time.perf_counter() - started:.1f} s (partition batches of 500)",
+                    flush=True,
+                )
             else:
                 polls, load_s = timed_load(data, prefix)
                 print(

@@ -28,7 +28,7 @@ from storemon.config import Settings
 from storemon.ingest.parts import AppliedOffsets, PartMaker
 from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
-from storemon.inputs.values import RowError
+from storemon.inputs.values import Poll, RowError
 from storemon.kafka.clients import faust_credentials
 from storemon.kafka.partitioning import partition_of
 from storemon.kafka.topics import (
@@ -43,7 +43,7 @@ from storemon.kafka.topics import (
     worker_data_dir,
 )
 from storemon.messages.dead_letters import dlq_record, shown_field
-from storemon.messages.polls import decode_polls
+from storemon.messages.polls import decode_status, encode_poll
 from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.zones import decode_zone
 from storemon.observability import prometheus
@@ -204,6 +204,23 @@ class Intake:
         )
         return True
 
+    async def send_on(
+        self, event: EventT, topic: faust.TopicT, store_id: str, polls: list[Poll]
+    ) -> None:
+        """Send a partition batch's polls of a store of another partition on to that
+        partition, keyed by the store (one record a poll), and note each as routed."""
+        message = event.message
+        owner = partition_of(store_id.encode(), self.partitions)
+        for poll in polls:
+            await topic.send(key=store_id.encode(), value=encode_poll(poll), partition=owner)
+            self.metrics.routed(message.topic)
+        log.warning(
+            "%d polls of store %r in a batch of %s[%d]@%d belong to partition %d: sent on"
+            " there",
+            len(polls), store_id, message.topic, message.partition, message.offset, owner,
+            extra={"store_id": store_id},
+        )
+
     async def reject(
         self, event: EventT, error: RowError, raw: bytes | str | None = None
     ) -> None:
@@ -265,41 +282,56 @@ def create_app(settings: Settings) -> faust.App:
         metrics.report_parts,
     )
 
+    def apply_polls(partition: int, store_id: str, polls: list[Poll]) -> int | None:
+        """Merge a store's polls into its days (one table write per day changed), note
+        them for retention, drop what retention says; the newest poll time written."""
+        cutoff = retention.cutoff_us(partition, store_id)
+        newest_written = None
+        for write in merge_batch(store_id, polls, cutoff, poll_days.get):
+            poll_days[write.key] = write.value
+            newest_us = latest_timestamp_us(write.value)
+            retention.add(
+                partition, store_id, write.day, write.key, newest_us,
+                len(write.value) // POLL_BYTES,
+            )
+            newest_written = max(newest_us, newest_written or newest_us)
+        for expired in (
+            *retention.pop_expired(partition, store_id),
+            *retention.pop_stale(partition),
+        ):
+            poll_days.pop(expired, None)
+        return newest_written
+
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
         async for event in offsets.events(stream):
             if await intake.sent_to_its_partition(event, status_topic):
                 continue
             try:
-                batch = decode_polls(event.message.key, event.message.value)
+                polls = decode_status(event.message.key, event.message.value)
             except RowError as error:
                 await intake.reject(event, error)
                 continue
-            for error, raw_entry in batch.rejected:
+            for error, raw_entry in polls.rejected:
                 await intake.reject(event, error, raw_entry)
-            metrics.accepted(event.message.topic, len(batch.polls))
-            partition, store_id = event.message.partition, batch.store_id
-            cutoff = retention.cutoff_us(partition, store_id)
+            partition = event.message.partition
             newest_key = newest_poll_key(partition)
             held_newest = newest_poll.get(newest_key)
             newest_before = None if held_newest is None else decode_newest_poll(held_newest)
             newest_after = newest_before
-            for write in merge_batch(store_id, batch.polls, cutoff, poll_days.get):
-                poll_days[write.key] = write.value
-                newest_us = latest_timestamp_us(write.value)
-                retention.add(
-                    partition, store_id, write.day, write.key, newest_us,
-                    len(write.value) // POLL_BYTES,
-                )
-                newest_after = newest_us if newest_after is None else max(newest_after, newest_us)
+            for store_id, store_polls in polls.by_store.items():
+                if partition_of(store_id.encode(), partitions) != partition:
+                    # A partition batch's entry of another partition's store: never
+                    # applied here; sent on, keyed, to its own partition.
+                    await intake.send_on(event, status_topic, store_id, store_polls)
+                    continue
+                metrics.accepted(event.message.topic, len(store_polls))
+                written_us = apply_polls(partition, store_id, store_polls)
+                if written_us is not None:
+                    newest_after = max(written_us, newest_after or written_us)
             if newest_after is not None and newest_after != newest_before:
                 # In this event's partition: a report's default as_of is read from here.
                 newest_poll[newest_key] = encode_newest_poll(newest_after)
-            for expired in (
-                *retention.pop_expired(partition, store_id),
-                *retention.pop_stale(partition),
-            ):
-                poll_days.pop(expired, None)
 
     def keep_latest_per_store(topic: faust.TopicT, table: faust.Table, decode: Decoder) -> None:
         """An agent keeping the latest canonical value per store; a null value deletes."""

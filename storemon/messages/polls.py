@@ -1,7 +1,8 @@
-"""The `store-status` codec: one poll, or a batch of one store's polls.
+"""The `store-status` codec: one poll, a batch of one store's polls, or a partition batch
+(polls of many stores of one partition).
 
-Schemas: schemas/status-observation.schema.json and schemas/status-batch.schema.json
-(a poll is a "poll" on the wire).
+Schemas: schemas/status-observation.schema.json, schemas/status-batch.schema.json and
+schemas/status-partition-batch.schema.json (a poll is a "poll" on the wire).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ MAX_FUTURE_US = US_PER_DAY
 
 POLL_FIELDS = frozenset({"store_id", "timestamp_utc", "status"})
 BATCH_FIELDS = frozenset({"store_id", "observations"})
+PARTITION_BATCH_FIELDS = frozenset({"partition", "polls"})
 
 #: Most polls one batch record may carry (~60 bytes each, well inside Kafka's 1 MB).
 MAX_BATCH_POLLS = 1000
+#: Most polls one partition batch may carry (~100 bytes each with their store_id).
+MAX_PARTITION_BATCH_POLLS = 2000
 
 
 
@@ -47,13 +51,65 @@ class PollBatch:
     rejected: list[tuple[RowError, str]] = field(default_factory=list)
 
 
-def decode_polls(key: bytes | None, value: bytes | None) -> PollBatch:
+@dataclass
+class PartitionPolls:
+    """A `store-status` record's polls, by store, in record order (the later wins)."""
+
+    by_store: dict[str, list[Poll]] = field(default_factory=dict)
+    #: Entries that failed their checks, each with its raw JSON.
+    rejected: list[tuple[RowError, str]] = field(default_factory=list)
+
+    def count(self) -> int:
+        return sum(len(polls) for polls in self.by_store.values())
+
+
+def decode_status(key: bytes | None, value: bytes | None) -> PartitionPolls:
+    """Any `store-status` record, checked: one poll, a store's batch, or a partition
+    batch. A record wrong as a whole raises RowError; a bad entry of a batch is rejected
+    on its own (field `<list>.<index>.<field>`) and the others kept. Where each store
+    belongs is for the caller to check (a partition batch's stores are not keyed)."""
+    record = json_object(value)
+    if "partition" not in record and "polls" not in record:
+        batch = decode_polls(key, value, record)
+        return PartitionPolls({batch.store_id: batch.polls} if batch.polls else {},
+                              batch.rejected)
+    unknown = set(record) - PARTITION_BATCH_FIELDS
+    if unknown:
+        raise RowError(sorted(unknown)[0], UNKNOWN_FIELD)
+    if key is not None:
+        raise RowError("key", "a partition batch has no key (it names its partition)")
+    partition = record.get("partition")
+    if not isinstance(partition, int) or isinstance(partition, bool) or partition < 0:
+        raise RowError("partition", "must be the record's partition number")
+    entries = record.get("polls")
+    if not isinstance(entries, list) or not entries:
+        raise RowError("polls", "must be a non-empty list of {store_id, timestamp_utc, status}")
+    if len(entries) > MAX_PARTITION_BATCH_POLLS:
+        raise RowError("polls", f"more than {MAX_PARTITION_BATCH_POLLS} polls in one record")
+    received_at_us = now_us()
+    polls = PartitionPolls()
+    for position, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise RowError("", "must be an object {store_id, timestamp_utc, status}")
+            poll = poll_from_record(entry, received_at_us)
+        except RowError as exc:
+            where = f"polls.{position}" + (f".{exc.field}" if exc.field else "")
+            polls.rejected.append((RowError(where, exc.reason), json.dumps(entry)))
+            continue
+        polls.by_store.setdefault(poll.store_id, []).append(poll)
+    return polls
+
+
+def decode_polls(
+    key: bytes | None, value: bytes | None, record: dict[str, object] | None = None
+) -> PollBatch:
     """A `store-status` record, one poll or a batch of one store's, checked.
 
     A record that is wrong as a whole raises RowError; in a batch, each bad entry
     is rejected on its own (field `observations.<index>.<field>`) and the others kept.
     """
-    record = json_object(value)
+    record = json_object(value) if record is None else record
     received_at_us = now_us()
     if "observations" not in record:
         poll = poll_from_record(record, received_at_us)
@@ -110,3 +166,14 @@ def encode_poll_batch(store_id: str, polls: Iterable[tuple[str, bool]]) -> bytes
     return f'{{"store_id":{json.dumps(store_id)},"observations":[{entries}]}}'.encode()
 
 
+
+
+def encode_partition_batch(partition: int, polls: Iterable[tuple[str, str, bool]]) -> bytes:
+    """A partition batch `store-status` value of (store_id, ISO-8601 UTC timestamp, active)
+    polls, all of `partition`. Formatted by hand, as `encode_poll_batch`."""
+    entries = ",".join(
+        f'{{"store_id":{json.dumps(store_id)},"timestamp_utc":"{stamp}",'
+        f'"status":"{"active" if active else "inactive"}"}}'
+        for store_id, stamp, active in polls
+    )
+    return f'{{"partition":{int(partition)},"polls":[{entries}]}}'.encode()

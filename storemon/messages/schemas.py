@@ -21,6 +21,7 @@ OPENAPI_DOCUMENT = "openapi.json"
 
 STATUS_OBSERVATION = "status-observation"
 STATUS_BATCH = "status-batch"
+STATUS_PARTITION_BATCH = "status-partition-batch"
 STORE_HOURS = "store-hours"
 STORE_TIMEZONE = "store-timezone"
 REPORT_REQUEST = "report-request"
@@ -30,6 +31,7 @@ DLQ_RECORD = "dlq-record"
 ALL_SCHEMAS = (
     STATUS_OBSERVATION,
     STATUS_BATCH,
+    STATUS_PARTITION_BATCH,
     STORE_HOURS,
     STORE_TIMEZONE,
     REPORT_REQUEST,

@@ -21,7 +21,7 @@ from storemon.inputs.values import RowError
 from storemon.kafka.clients import make_consumer
 from storemon.kafka.offsets import watermarks
 from storemon.kafka.topics import TOPIC_STATUS, changelog_topic, state_reader_group
-from storemon.messages.polls import decode_polls
+from storemon.messages.polls import decode_status
 from storemon.state.layout import NEWEST_POLL_TABLE, decode_newest_poll
 
 T = TypeVar("T")
@@ -64,10 +64,10 @@ class NewestPollReader:
         """
 
         def newest_of_record(key: bytes | None, value: bytes) -> int:
-            polls = decode_polls(key, value).polls
-            if not polls:
+            polls = decode_status(key, value).by_store.values()
+            if not any(polls):
                 raise RowError("observations", "no valid poll")
-            return max(poll.timestamp_us for poll in polls)
+            return max(poll.timestamp_us for store_polls in polls for poll in store_polls)
 
         return self._last_values(self._input, newest_of_record, timeout)
 

@@ -13,12 +13,13 @@ from storemon.kafka.clients import make_producer
 from storemon.kafka.offsets import end_offsets, read_range
 from storemon.kafka.partitioning import partition_of
 from storemon.kafka.topics import changelog_topic, ensure_topics, worker_app_id
-from storemon.messages.polls import encode_poll, encode_poll_batch
+from storemon.messages.polls import encode_partition_batch, encode_poll, encode_poll_batch
 from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.zones import encode_zone
+from storemon.producer import PollProducer
 from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
 from storemon.state.retention import RETAINED_US
-from storemon.timebase import now_us
+from storemon.timebase import format_timestamp, now_us
 
 from .services import (
     ServiceProcess,
@@ -26,6 +27,7 @@ from .services import (
     expected_view,
     free_port,
     produce_polls,
+    record_count,
     service_env,
     settings_for,
     wait_until,
@@ -466,3 +468,60 @@ def test_a_batch_keeps_its_good_polls_and_the_worker_counts_them_on_metrics(
     finally:
         worker.stop()
         probe.close()
+
+
+def test_partition_batches_give_the_state_of_the_same_polls_sent_one_by_one(deployment):
+    """Polls of many stores travel as partition batches (storemon.producer); the worker
+    holds what the same polls sent one a record (the test above's way) give."""
+    settings, start_worker, probe = deployment
+    ensure_topics(settings)
+    polls = hourly_polls(stores=60, hours=30, seed=7)
+    random.Random(8).shuffle(polls)  # single polls of random stores, as pollers send them
+    flipped = [p._replace(status="inactive" if p.status == "active" else "active")
+               for p in polls[:25]]
+    with PollProducer(settings, batch_polls=97) as producer:
+        for poll in [*polls, *flipped]:
+            producer.send(poll)
+        delivery = producer.flush()
+    assert (delivery.confirmed, delivery.failed) == (len(polls) + len(flipped), 0)
+    # Far fewer records than polls: that is the point.
+    status_topic = settings.topic("store-status")
+    assert record_count(settings, [status_topic]) < len(polls) / 50
+    worker = start_worker()
+    expected = expected_view([*polls, *flipped])
+    wait_until(lambda: state_equals(probe, expected), 120, "the worker's state", worker.log_tail)
+
+
+def test_a_partition_batch_entry_of_another_partition_is_sent_there_never_applied_here(
+    deployment,
+):
+    settings, start_worker, probe = deployment
+    ensure_topics(settings)
+    here = "store-000"
+    partition = partition_of(here.encode(), settings.topic_partitions)
+    stranger = next(f"store-{n:03d}" for n in range(1, 100)
+                    if partition_of(f"store-{n:03d}".encode(), settings.topic_partitions)
+                    != partition)
+    first, second = START_US, START_US + HOUR_US
+    batch = encode_partition_batch(partition, [
+        (here, format_timestamp(first), True),
+        (stranger, format_timestamp(second), False),
+        ("=bad", format_timestamp(second), True),  # a bad entry: dead-lettered alone
+    ])
+    producer = make_producer(settings)
+    producer.produce(settings.topic("store-status"), batch, partition=partition)
+    assert producer.flush(30) == 0
+    worker = start_worker()
+    expected = expected_view([Poll(here, first, "active"), Poll(stranger, second, "inactive")])
+    wait_until(lambda: state_equals(probe, expected), 120, "both stores' state",
+               worker.log_tail)
+    owner = partition_of(stranger.encode(), settings.topic_partitions)
+    assert _changelog_partitions_of(settings, POLLS_TABLE, f"{stranger} 19375".encode()) == {
+        owner
+    }, "the stranger's poll is held only in its own partition"
+    dlq = settings.topic("store-status-dlq")
+    dead = [
+        json.loads(message.value())
+        for message in read_range(settings, dlq, {}, end_offsets(settings, dlq))
+    ]
+    assert [d["field"] for d in dead] == ["polls.2.store_id"]

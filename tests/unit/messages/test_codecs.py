@@ -6,8 +6,16 @@ import json
 import pytest
 
 from storemon.inputs.values import HoursRow, Poll, RowError
+from storemon.messages import schemas
 from storemon.messages.dead_letters import DLQ_RAW_CHARS, dlq_record
-from storemon.messages.polls import decode_polls, encode_poll, encode_poll_batch, poll_from_record
+from storemon.messages.polls import (
+    decode_polls,
+    decode_status,
+    encode_partition_batch,
+    encode_poll,
+    encode_poll_batch,
+    poll_from_record,
+)
 from storemon.messages.report_requests import InvalidRequest, ReportRequest, new_report_id
 from storemon.messages.report_tasks import InvalidTask, ReportTask
 from storemon.messages.schedules import decode_schedule, encode_schedule
@@ -16,6 +24,7 @@ from storemon.messages.schemas import (
     REPORT_TASK,
     STATUS_BATCH,
     STATUS_OBSERVATION,
+    STATUS_PARTITION_BATCH,
     STORE_HOURS,
     STORE_TIMEZONE,
     schema_errors,
@@ -257,8 +266,53 @@ def test_a_dead_letter_of_a_huge_record_keeps_its_start_and_fits_in_a_kafka_reco
 
 
 def test_each_missing_field_is_named_once():
-    from storemon.messages import schemas
-
     assert schemas.schema_errors(schemas.REPORT_TASK, {}) == [
         "as_of_us: is required", "partition: is required", "report_id: is required"
+    ]
+
+
+def test_a_partition_batch_round_trips_through_its_schema():
+    value = encode_partition_batch(3, [
+        ("a", "2023-01-22T12:09:39.388884Z", True),
+        ("b", "2023-01-22T13:09:39Z", False),
+        ("a", "2023-01-22T14:09:39Z", False),
+    ])
+    assert schema_errors(STATUS_PARTITION_BATCH, json.loads(value)) == []
+    decoded = decode_status(None, value)
+    assert decoded.by_store == {
+        "a": [Poll("a", 1_674_389_379_388_884, "active"), Poll("a", 1_674_396_579_000_000,
+                                                                 "inactive")],
+        "b": [Poll("b", 1_674_392_979_000_000, "inactive")],
+    }
+    assert decoded.rejected == [] and decoded.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        (b"a", b'{"partition": 0, "polls": [{"store_id": "a", "timestamp_utc":'
+               b' "2023-01-22T12:00:00Z", "status": "active"}]}', "key"),
+        (None, b'{"partition": -1, "polls": []}', "partition"),
+        (None, b'{"partition": true, "polls": []}', "partition"),
+        (None, b'{"partition": 0, "polls": []}', "polls"),
+        (None, b'{"partition": 0, "polls": [], "extra": 1}', "extra"),
+    ],
+)
+def test_a_partition_batch_wrong_as_a_whole_is_rejected_whole(key, value, field):
+    with pytest.raises(RowError) as raised:
+        decode_status(key, value)
+    assert raised.value.field == field
+
+
+def test_a_partition_batch_keeps_its_good_entries_and_names_each_bad_one():
+    value = json.dumps({"partition": 0, "polls": [
+        {"store_id": "a", "timestamp_utc": "2023-01-22T12:00:00Z", "status": "active"},
+        {"store_id": "b", "timestamp_utc": "yesterday", "status": "active"},
+        "not an object",
+        {"store_id": "c", "timestamp_utc": "2023-01-22T12:00:00Z", "status": "up"},
+    ]}).encode()
+    decoded = decode_status(None, value)
+    assert list(decoded.by_store) == ["a"]
+    assert [error.field for error, _ in decoded.rejected] == [
+        "polls.1.timestamp_utc", "polls.2", "polls.3.status"
     ]

@@ -9,6 +9,7 @@ application runs. Routes are described in schemas/openapi.json, served at
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,12 +18,14 @@ from aiohttp import web
 from storemon.api import auth, health, page, reports, stores, webhooks
 from storemon.api import events as ingest
 from storemon.api.auth import auth_middleware
-from storemon.api.context import METRICS, POOL, PRODUCER, SETTINGS
+from storemon.api.batching import PartitionBatcher
+from storemon.api.context import BATCHER, METRICS, POOL, PRODUCER, SETTINGS
 from storemon.api.errors import json_errors
 from storemon.api.metrics import Metrics, counting_middleware
 from storemon.config import Settings
 from storemon.database import reports_db
 from storemon.kafka.async_producer import AsyncProducer
+from storemon.kafka.topics import TOPIC_STATUS, input_partitions
 from storemon.messages.schemas import openapi_document
 from storemon.observability.logs import configure_logging
 
@@ -40,8 +43,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
-    app[PRODUCER] = AsyncProducer(app[SETTINGS], asyncio.get_running_loop())
+    settings = app[SETTINGS]
+    app[PRODUCER] = AsyncProducer(settings, asyncio.get_running_loop())
+    app[BATCHER] = PartitionBatcher(
+        app[PRODUCER], settings.topic(TOPIC_STATUS), functools.partial(input_partitions, settings)
+    )
     yield
+    await app[BATCHER].close()
     await app[PRODUCER].close()
 
 

@@ -8,6 +8,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from storemon.api.batching import PartitionBatcher
 from storemon.api.metrics import Metrics
 from storemon.api.owners import Owners
 from storemon.config import Settings
@@ -25,3 +26,5 @@ OWNERS = web.AppKey("owners", Owners)
 #: Report status changes (GET /reports/{id}/events), and the API's shutdown begun.
 STATUS_LISTENER = web.AppKey("status_listener", Listener)
 STOPPING = web.AppKey("stopping", asyncio.Event)
+#: Polls of concurrent POST /events requests, grouped into partition batches.
+BATCHER = web.AppKey("batcher", PartitionBatcher)

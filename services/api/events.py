@@ -1,9 +1,9 @@
 """`POST /events`: polls over HTTP, as a JSON array, NDJSON or CSV.
 
 Every row is judged by the same rules as every other way in
-(storemon.messages.polls.poll_from_record). Valid rows go to `store-status`,
-one batch record per store (schemas/status-batch.schema.json),
-keyed by store_id; invalid rows go to the dead-letter topic and are answered
+(storemon.messages.polls.poll_from_record). Valid rows go to `store-status` in
+partition batches shared with the requests under way (services/api/batching.py);
+invalid rows go to the dead-letter topic and are answered
 with their index, line and reason. The answer comes only once the broker has
 confirmed every record; if it did not, the answer is 503 and the client sends
 the batch again (replaying polls changes nothing).
@@ -35,14 +35,14 @@ from typing import Any
 from aiohttp import web
 
 from storemon.api.body import read_body
-from storemon.api.context import METRICS, PRODUCER, SETTINGS
+from storemon.api.context import BATCHER, METRICS, PRODUCER, SETTINGS
 from storemon.api.errors import ApiError
 from storemon.inputs.values import Poll, RowError
 from storemon.kafka.async_producer import AsyncProducer, DeliveryError
-from storemon.kafka.topics import TOPIC_STATUS, TOPIC_STATUS_DLQ
+from storemon.kafka.topics import TOPIC_STATUS_DLQ
 from storemon.messages.dead_letters import dlq_record, shown_field
-from storemon.messages.polls import MAX_BATCH_POLLS, encode_poll_batch, poll_from_record
-from storemon.timebase import format_timestamp, now_us
+from storemon.messages.polls import poll_from_record
+from storemon.timebase import now_us
 
 #: The answer lists at most this many rejected rows (all are counted and dead-lettered).
 MAX_ERRORS_LISTED = 1000
@@ -284,16 +284,20 @@ async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
     rows = await _body_rows(request, body)
     settings = request.app[SETTINGS]
-    status_topic = settings.topic(TOPIC_STATUS)
     dlq_topic = settings.topic(TOPIC_STATUS_DLQ)
     received_at = now_us()
     deliveries = _Deliveries(request.app[PRODUCER])
+    batcher = request.app[BATCHER]
+    try:
+        await batcher.ready()
+    except DeliveryError as exc:
+        raise _not_confirmed(exc) from None
     accepted = 0
     rejected = 0
     errors: list[dict[str, Any]] = []
-    # Each store's polls, in request order, go out as batch records: a worker
-    # absorbs a batch as one event. A store's batch goes out once full.
-    polls_by_store: dict[str, list[tuple[str, bool]]] = {}
+    # The partition batches (shared with concurrent requests) carrying this request's
+    # polls: it is answered once the broker confirmed each of them.
+    batches: dict[int, asyncio.Future[None]] = {}
     for row in rows:
         if row.index % YIELD_EVERY_ROWS == YIELD_EVERY_ROWS - 1:
             await asyncio.sleep(0)
@@ -310,25 +314,15 @@ async def post_events(request: web.Request) -> web.Response:
             await deliveries.produce(dlq_topic, None, value)
         else:
             accepted += 1
-            polls = polls_by_store.setdefault(poll.store_id, [])
-            polls.append(
-                (format_timestamp(poll.timestamp_us), poll.status == "active")
-            )
-            if len(polls) == MAX_BATCH_POLLS:
-                del polls_by_store[poll.store_id]
-                await _produce_batch(deliveries, status_topic, poll.store_id, polls)
-    for store_id, polls in polls_by_store.items():
-        await _produce_batch(deliveries, status_topic, store_id, polls)
+            sent = batcher.add(poll)
+            batches[id(sent)] = sent
     await deliveries.confirmed()
+    try:
+        await asyncio.gather(*batches.values())
+    except DeliveryError as exc:
+        raise _not_confirmed(exc) from None
     metrics = request.app[METRICS]
     metrics.events["accepted"] += accepted
     metrics.events["rejected"] += rejected
     return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors})
 
-
-async def _produce_batch(
-    deliveries: _Deliveries, topic: str, store_id: str, polls: list[tuple[str, bool]]
-) -> None:
-    await deliveries.produce(
-        topic, store_id.encode(), encode_poll_batch(store_id, polls)
-    )

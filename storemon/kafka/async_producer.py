@@ -122,15 +122,16 @@ class AsyncProducer:
         await delivery
 
     async def produce_later(
-        self, topic: str, key: bytes | None, value: bytes
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> asyncio.Future[None]:
-        """Queue one record; the future it returns settles when the broker answered."""
+        """Queue one record (to `partition`, else its key's); the future it returns
+        settles when the broker answered."""
         future: asyncio.Future[None] = self._loop.create_future()
 
         def delivered(error: KafkaError | None, _: Message) -> None:
             self._loop.call_soon_threadsafe(_settle, future, error)
 
-        await self._queue(topic, key, value, delivered)
+        await self._queue(topic, key, value, delivered, partition)
         return future
 
     def group(self) -> DeliveryGroup:
@@ -138,13 +139,19 @@ class AsyncProducer:
         return DeliveryGroup(self._loop, self._queue)
 
     async def _queue(
-        self, topic: str, key: bytes | None, value: bytes, on_delivery: _OnDelivery
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_delivery: _OnDelivery,
+        partition: int | None = None,
     ) -> None:
         """Hand one record to the client; `on_delivery` is called, from the delivery
         report thread, once the broker answered."""
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=on_delivery, **where)
                 return
             except BufferError:
                 # The local queue is full: let deliveries drain it.

@@ -16,11 +16,19 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jsonschema import Draft202012Validator
 
 from storemon import config
+from storemon.api import batching
 from storemon.api import events as ingest
 from storemon.api.app import create_app
 from storemon.api.context import POOL
 from storemon.database import reports_db
-from storemon.kafka.topics import TOPIC_REPORT_REQUESTS, TOPIC_STATUS, TOPIC_STATUS_DLQ
+from storemon.kafka.offsets import end_offsets
+from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import (
+    TOPIC_REPORT_REQUESTS,
+    TOPIC_STATUS,
+    TOPIC_STATUS_DLQ,
+    input_partitions,
+)
 from storemon.messages.report_requests import is_report_id, new_report_id
 from storemon.messages.schemas import openapi_document, schema_errors
 from storemon.timebase import datetime_from_us, format_timestamp
@@ -281,16 +289,23 @@ async def test_events_produce_valid_rows_and_dead_letter_the_others(api, report_
         (1, None, "x"),
         (2, None, "(record)"),
     ]
-    # One batch record per store and request (schemas/status-batch.schema.json).
-    accepted = [
-        (key, poll)
-        for key, value in read_topic(report_settings, TOPIC_STATUS, 3)
-        for poll in value["observations"]
-    ]
-    assert sorted((key, poll["status"], poll["timestamp_utc"]) for key, poll in accepted) == [
-        (b"s1", "active", "2023-01-25T18:00:00.000000Z"),
-        (b"s2", "inactive", "2023-01-25T18:00:00.500000Z"),
-        (b"s4", "active", "2023-01-25T18:00:00.000000Z"),
+    # Partition batches (schemas/status-partition-batch.schema.json), without a key, each
+    # on the partition it names, which is each of its stores' (murmur2).
+    status_topic = report_settings.topic(TOPIC_STATUS)
+    records = sum(end_offsets(report_settings, status_topic).values())
+    batches = read_topic(report_settings, TOPIC_STATUS, records)
+    partitions = input_partitions(report_settings)
+    accepted = []
+    for key, value in batches:
+        assert schema_errors("status-partition-batch", value) == []
+        assert key is None
+        for poll in value["polls"]:
+            assert partition_of(poll["store_id"].encode(), partitions) == value["partition"]
+            accepted.append(poll)
+    assert sorted((p["store_id"], p["status"], p["timestamp_utc"]) for p in accepted) == [
+        ("s1", "active", "2023-01-25T18:00:00.000000Z"),
+        ("s2", "inactive", "2023-01-25T18:00:00.500000Z"),
+        ("s4", "active", "2023-01-25T18:00:00.000000Z"),
     ]
     dead = [value for _, value in read_topic(report_settings, TOPIC_STATUS_DLQ, 6)]
     assert all(schema_errors("dlq-record", record) == [] for record in dead)
@@ -638,8 +653,9 @@ async def test_a_large_events_body_leaves_the_api_responsive(api, report_setting
         assert response.status == 200, await response.text()
         answer = await response.json()
     assert (answer["accepted"], answer["rejected"]) == (polls, 0)
-    # One batch record per store.
-    assert record_count(report_settings, [report_settings.topic(TOPIC_STATUS)]) == 1000
+    # Partition batches: a record carries hundreds of polls, at most MAX_POLLS.
+    records = record_count(report_settings, [report_settings.topic(TOPIC_STATUS)])
+    assert polls / batching.MAX_POLLS <= records < polls / 100
     assert slowest < 0.5, f"/healthz waited for {slowest:.2f} s"
 
 
@@ -650,5 +666,46 @@ async def test_events_the_broker_did_not_confirm_are_answered_503(api):
         )
         error = await error_of(response, 503)
     assert error["code"] == "kafka_unavailable"
-    assert "3 of 3 records were not confirmed by the broker" in error["message"]
+    assert "store-status are unknown" in error["message"]
     assert "send the request again" in error["message"]
+
+
+async def test_concurrent_events_requests_share_partition_batches_and_each_gets_its_counts(
+    api, report_settings
+):
+    """Polls of requests under way at once travel in shared partition batches; each
+    request is answered with its own counts, once its polls are confirmed."""
+    requests = 24
+
+    def body(number: int) -> bytes:
+        lines = [
+            json.dumps({"store_id": f"store-{number}-{n}", "status": "active",
+                        "timestamp_utc": f"2023-01-25T18:{n:02d}:00Z"})
+            for n in range(number + 1)
+        ]
+        lines += ['{"store_id": "bad"}'] * (number % 3)  # each request its own rejects
+        return "\n".join(lines).encode()
+
+    async with api() as client:
+        async def post(number: int) -> dict:
+            response = await client.post(
+                "/events", data=body(number), headers={"Content-Type": "application/x-ndjson"}
+            )
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+        answers = await asyncio.gather(*(post(number) for number in range(requests)))
+    assert [(a["accepted"], a["rejected"]) for a in answers] == [
+        (number + 1, number % 3) for number in range(requests)
+    ]
+    polls = sum(number + 1 for number in range(requests))
+    status_topic = report_settings.topic(TOPIC_STATUS)
+    records = sum(end_offsets(report_settings, status_topic).values())
+    batches = read_topic(report_settings, TOPIC_STATUS, records)
+    assert sum(len(value["polls"]) for _, value in batches) == polls
+    partitions = input_partitions(report_settings)
+    unshared = sum(
+        len({partition_of(f"store-{number}-{n}".encode(), partitions) for n in range(number + 1)})
+        for number in range(requests)
+    )
+    assert records < unshared, "requests under way at once share their partitions' batches"

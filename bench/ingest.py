@@ -218,8 +218,9 @@ def main() -> None:
             total_s, rate, rss = absorb(prefix, workers, polls)
             print(
                 f"worker x{workers}: {polls} polls to zero lag in {total_s:.1f} s "
-                f"(incl. start-up); {rate:,.0f} polls/s while consuming; "
-                f"peak RSS {rss / 2**20:.0f} MiB (all workers)",
+                f"(incl. start-up): {polls / total_s:,.0f} polls/s overall; "
+                f"{rate:,.0f} polls/s while consuming (from committed offsets: coarse when"
+                f" records are few); peak RSS {rss / 2**20:.0f} MiB (all workers)",
                 flush=True,
             )
 

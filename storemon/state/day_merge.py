@@ -19,6 +19,7 @@ from storemon.state.layout import (
     check_day_value,
     decode_day,
     encode_day,
+    latest_timestamp_us,
     poll_day_key,
 )
 from storemon.timebase import day_of
@@ -65,7 +66,11 @@ def merge_batch(
     for day, statuses in statuses_by_day(polls, cutoff_us).items():
         key = poll_day_key(store_id, day)
         held_value = valid_day(held(key))
-        merged = {**decode_day(held_value), **statuses} if held_value else statuses
-        value = encode_day(merged)
+        if held_value and min(statuses) > latest_timestamp_us(held_value):
+            # All newer than what is held (pollers send in time order): appended as is.
+            value = held_value + encode_day(statuses)
+        else:
+            merged = {**decode_day(held_value), **statuses} if held_value else statuses
+            value = encode_day(merged)
         if value != held_value:
             yield DayWrite(key, day, value)

@@ -22,6 +22,7 @@ the space separates the two parts of a key unambiguously.
 from __future__ import annotations
 
 import logging
+import struct
 
 import numpy as np
 
@@ -104,24 +105,25 @@ def _shown(key: bytes | None) -> str:
     return repr(key) if key is None or len(key) <= 100 else f"{key[:100]!r}..."
 
 
+#: One poll as struct packs it: the same 9 bytes as POLL_DTYPE (a day holds a few dozen
+#: polls, where struct is several times quicker than numpy's per-call cost).
+_POLL = struct.Struct(">q1s")
+
+
 def decode_day(value: bytes) -> dict[int, bytes]:
     """A day value as {timestamp µs: status byte}, in time order."""
-    polls = np.frombuffer(value, dtype=POLL_DTYPE)
-    return dict(zip(polls["timestamp_us"].tolist(), polls["status"].tolist(), strict=True))
+    return dict(_POLL.iter_unpack(value))
 
 
 def encode_day(polls: dict[int, bytes]) -> bytes:
     """The day value of {timestamp µs: status byte}: sorted by time, 9 bytes a poll."""
-    encoded = np.empty(len(polls), dtype=POLL_DTYPE)
-    encoded["timestamp_us"] = list(polls)
-    encoded["status"] = list(polls.values())
-    encoded.sort(order="timestamp_us")
-    return encoded.tobytes()
+    return b"".join(_POLL.pack(stamp, status) for stamp, status in sorted(polls.items()))
 
 
 def latest_timestamp_us(value: bytes) -> int:
     """The last (greatest) poll time of a non-empty day value."""
-    return int(np.frombuffer(value, dtype=POLL_DTYPE, offset=len(value) - POLL_BYTES)[0][0])
+    latest: int = _POLL.unpack_from(value, len(value) - POLL_BYTES)[0]
+    return latest
 
 
 def newest_poll_key(partition: int) -> bytes:

@@ -22,8 +22,12 @@ REFRESH_EVERY_S = 0.25
 class Owners:
     """Which worker (its base URL) owns which state partition, as the workers last said."""
 
-    def __init__(self, workers: tuple[str, ...], session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, workers: tuple[str, ...], session: aiohttp.ClientSession, app: str
+    ) -> None:
         self._workers = [URL(url.rstrip("/")) for url in workers]
+        #: The worker app id of this deployment: workers of another are not asked again.
+        self._app = app
         self._session = session
         self._lock = asyncio.Lock()
         self._asked_at = float("-inf")
@@ -46,6 +50,10 @@ class Owners:
                         answer = await response.json()
                 except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                     log.debug("worker %s did not say who owns what: %s", worker, exc)
+                    continue
+                if answer.get("app") != self._app:
+                    log.warning("worker %s is of deployment %r, not %r: ignored",
+                                worker, answer.get("app"), self._app)
                     continue
                 self.partitions = int(answer["partitions"])
                 self.by_partition = {

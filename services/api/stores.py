@@ -22,6 +22,7 @@ from storemon.api.errors import ApiError
 from storemon.api.owners import WORKER_TIMEOUT_S, Owners
 from storemon.inputs.values import RowError, parse_store_id
 from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import worker_app_id
 
 log = logging.getLogger("storemon.api")
 
@@ -81,7 +82,8 @@ async def _query(request: web.Request) -> web.Response:
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app[SESSION] = session
-        app[OWNERS] = Owners(app[SETTINGS].worker_urls, session)
+        settings = app[SETTINGS]
+        app[OWNERS] = Owners(settings.worker_urls, session, worker_app_id(settings))
         yield
 
 

@@ -428,7 +428,9 @@ def create_app(settings: Settings) -> faust.App:
             for url, topics in app.router.external_topics_metadata().items()
             for partition in topics.get(status_topic_name, ())
         }
-        return web.json({"partitions": partitions, "owners": owners})
+        # The app id names the deployment: an API given another deployment's workers
+        # must not take their partitions for its own.
+        return web.json({"app": app.conf.id, "partitions": partitions, "owners": owners})
 
     @app.page("/state")
     async def serve_state(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

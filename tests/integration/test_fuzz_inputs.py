@@ -67,7 +67,7 @@ from storemon.kafka.topics import (
     ensure_topics,
 )
 from storemon.messages.dead_letters import DLQ_RAW_CHARS
-from storemon.messages.polls import MAX_BATCH_POLLS, decode_polls, encode_poll
+from storemon.messages.polls import MAX_BATCH_POLLS, decode_status, encode_poll
 from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.zones import decode_zone, encode_zone
 from storemon.state.reader import StateView
@@ -115,9 +115,9 @@ def polls(records: list[Message]) -> Counter[tuple[str, int, str]]:
     """The polls a set of store-status records carry (single polls or batches)."""
     found: Counter[tuple[str, int, str]] = Counter()
     for record in records:
-        batch = decode_polls(record.key(), record.value())
+        batch = decode_status(record.key(), record.value())
         assert not batch.rejected, batch.rejected
-        found.update(tuple(poll) for poll in batch.polls)
+        found.update(tuple(poll) for polls in batch.by_store.values() for poll in polls)
     return found
 
 

@@ -13,6 +13,8 @@ recovering, with an error line and a metric.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT, StreamT
 
 from storemon.config import Settings
@@ -88,10 +91,33 @@ def _faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
 
 
+def _flush_until_empty() -> None:
+    """Make Faust's producer buffer flush what it holds before a commit.
+
+    faust-streaming's `ProducerBuffer.flush` (faust/transport/producer.py, `flush_atmost`)
+    returns as soon as 0.1 s pass without a message sent, even while messages still wait
+    in the buffer. Faust flushes it before committing input offsets, so a commit could
+    cover table writes whose changelog records were still buffered: a worker killed
+    then lost them (tests/integration/test_worker_state.py's SIGKILL test, ~1 run in 3).
+    Here flush waits until the buffer is empty.
+    """
+
+    async def flush(buffer: ProducerBuffer) -> None:
+        while buffer.size:
+            if buffer.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            buffer.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+
+    ProducerBuffer.flush = flush  # type: ignore[method-assign]
+
+
 def _faust_app(settings: Settings, partitions: int) -> faust.App:
     """The worker's Faust app: storemon's ids and folders, and Faust's knobs as measured."""
     data_dir = worker_data_dir(settings)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _flush_until_empty()
     return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),

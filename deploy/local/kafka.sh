@@ -80,17 +80,9 @@ ensure_tls() {
     tmp="$(mktemp -d)"
     (
         cd "$tmp"
-        openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -keyout ca.key -out ca.crt \
-            -subj "/CN=storemon local Kafka CA"
-        openssl req -new -nodes -newkey rsa:2048 -keyout broker.key -out broker.csr \
-            -subj "/CN=$KAFKA_HOST"
-        printf 'subjectAltName=IP:%s,DNS:localhost\n' "$KAFKA_HOST" >broker.ext
-        openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -days 3650 -extfile broker.ext -out broker.crt
-        openssl req -new -nodes -newkey rsa:2048 -keyout client.key -out client.csr \
-            -subj "/CN=storemon"
-        openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -days 3650 -out client.crt
+        tls_ca "storemon local Kafka CA"
+        tls_signed broker "$KAFKA_HOST" "IP:$KAFKA_HOST,DNS:localhost"
+        tls_signed client storemon
         # Kafka reads a PEM key store as one file: the key (PKCS#8), then the certificate.
         openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
         cat broker.pk8 broker.crt >broker.pem

@@ -57,3 +57,20 @@ lock_state() {
     exec 9>"$STATE_DIR/$1.lock"
     flock -w 600 9 || die "timed out waiting for another start/stop of $1"
 }
+
+# Certificates made with openssl in the current folder (deploy/local's TLS), each server's
+# valid for 10 years; a key pair NAME.key / NAME.crt signed by the CA ca.key / ca.crt.
+tls_ca() { # CN
+    openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -keyout ca.key -out ca.crt \
+        -subj "/CN=$1"
+}
+tls_signed() { # NAME CN [subjectAltName]
+    local name=$1 extension=()
+    openssl req -new -nodes -newkey rsa:2048 -keyout "$name.key" -out "$name.csr" -subj "/CN=$2"
+    if [[ -n ${3:-} ]]; then
+        printf 'subjectAltName=%s\n' "$3" >"$name.ext"
+        extension=(-extfile "$name.ext")
+    fi
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        "${extension[@]}" -out "$name.crt"
+}

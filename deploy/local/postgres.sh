@@ -146,13 +146,8 @@ ensure_tls() {
     tmp="$(mktemp -d)"
     (
         cd "$tmp"
-        openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -keyout ca.key -out ca.crt \
-            -subj "/CN=storemon local PostgreSQL CA"
-        openssl req -new -nodes -newkey rsa:2048 -keyout server.key -out server.csr \
-            -subj "/CN=$PG_HOST"
-        printf 'subjectAltName=IP:%s,DNS:localhost\n' "$PG_HOST" >server.ext
-        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -days 3650 -extfile server.ext -out server.crt
+        tls_ca "storemon local PostgreSQL CA"
+        tls_signed server "$PG_HOST" "IP:$PG_HOST,DNS:localhost"
     ) >"$PG_DIR/tls.log" 2>&1 || { cat "$PG_DIR/tls.log" >&2; rm -rf "$tmp"; die "openssl failed"; }
     as_pg tee "$DATA_DIR/server.crt" <"$tmp/server.crt" >/dev/null
     as_pg tee "$DATA_DIR/server.key" <"$tmp/server.key" >/dev/null

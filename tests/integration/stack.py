@@ -12,7 +12,8 @@ import dataclasses
 import subprocess
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,28 @@ class Stack:
             data,
             expected_csv,
         )
+
+    @classmethod
+    @contextmanager
+    def running(
+        cls,
+        kafka_bootstrap: str,
+        database_url: str,
+        workdir: Path,
+        *,
+        stores: int,
+        seed: int,
+        **env: str,
+    ) -> Iterator[Stack]:
+        """A deployment with its data loaded and worker, reporter and API running (the
+        worker caught up); everything stopped and its schema dropped on exit."""
+        stack = cls.create(kafka_bootstrap, database_url, workdir, stores=stores, seed=seed, **env)
+        try:
+            stack.storemon("load", "--no-progress", *data_arguments(stack.data))
+            stack.start_services()
+            yield stack
+        finally:
+            stack.close()
 
     def storemon(self, *command: str) -> bytes:
         return run_storemon(list(command), self.env)

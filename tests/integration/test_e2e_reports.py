@@ -25,7 +25,7 @@ from storemon.kafka.topics import (
 from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
 
 from .services import ServiceProcess, free_port, wait_until
-from .stack import Stack, completed, data_arguments, eventually, report_json, run_storemon, trigger
+from .stack import Stack, completed, eventually, report_json, run_storemon, trigger
 
 STORES = 200
 
@@ -33,15 +33,10 @@ STORES = 200
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory):
     """The whole stack on fresh topics and a fresh schema, the worker caught up."""
-    running = Stack.create(
+    with Stack.running(
         kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("e2e"), stores=STORES, seed=11
-    )
-    running.storemon("load", "--no-progress", *data_arguments(running.data))
-    try:
-        running.start_services()
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture

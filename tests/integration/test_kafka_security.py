@@ -23,7 +23,7 @@ import pytest
 from storemon.config import state_dir_from_env
 
 from .services import STOREMON
-from .stack import Stack, api_ready, completed, data_arguments, report_csv, trigger, wait_until
+from .stack import Stack, api_ready, completed, report_csv, trigger, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -164,15 +164,10 @@ def test_no_client_certificate_where_one_is_required_ends_with_one_line(secured,
 def secured_stack(secured, kafka_bootstrap, postgres_dsn, tmp_path):
     """load, worker, reporter and API, every process over SASL_SSL (SCRAM-SHA-512); the
     test itself watches the group's lag over the broker's plain listener."""
-    stack = Stack.create(
+    with Stack.running(
         kafka_bootstrap, postgres_dsn, tmp_path, stores=40, seed=5, **secured.sasl_env()
-    )
-    try:
-        stack.storemon("load", "--no-progress", *data_arguments(stack.data))
-        stack.start_services()
+    ) as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 async def test_a_whole_report_over_sasl_ssl_is_the_offline_report(secured_stack):

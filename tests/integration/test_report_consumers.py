@@ -29,7 +29,7 @@ from storemon.uptime.engine import REPORT_COLUMNS
 from storemon.webhooks import SIGNATURE_HEADER, BadSignature, verify
 
 from .services import STOREMON, free_port
-from .stack import Stack, data_arguments, eventually, trigger
+from .stack import Stack, eventually, trigger
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +41,12 @@ WEBHOOK_RETRY_S = 4
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory):
-    running = Stack.create(
+    with Stack.running(
         kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("consumers"), stores=STORES,
         seed=17, STOREMON_WEBHOOK_SECRET=WEBHOOK_SECRET,
         STOREMON_WEBHOOK_ALLOWED_HOSTS="127.0.0.1", STOREMON_WEBHOOK_RETRY_S=str(WEBHOOK_RETRY_S),
-    )
-    running.storemon("load", "--no-progress", *data_arguments(running.data))
-    try:
-        running.start_services()
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from .browser import (
     wait_for_download,
 )
 from .services import free_port
-from .stack import REPORT_DEADLINE_S, Stack, data_arguments
+from .stack import REPORT_DEADLINE_S, Stack
 
 STORES = 40
 READER, ADMIN = "page-reader-secret", "page-admin-secret"
@@ -59,7 +59,7 @@ SHOWN_S = 15
 def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory) -> Iterator[Stack]:
     """The whole stack with tokens configured, the worker caught up."""
     worker_port = free_port()
-    running = Stack.create(
+    with Stack.running(
         kafka_bootstrap,
         postgres_dsn,
         tmp_path_factory.mktemp("web"),
@@ -69,13 +69,8 @@ def stack(kafka_bootstrap, postgres_dsn, tmp_path_factory) -> Iterator[Stack]:
         # The worker answers live store queries on its port, where the API asks.
         STOREMON_WORKER_METRICS_PORT=str(worker_port),
         STOREMON_WORKER_URLS=f"http://127.0.0.1:{worker_port}",
-    )
-    running.storemon("load", "--no-progress", *data_arguments(running.data))
-    try:
-        running.start_services()
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture(scope="module")

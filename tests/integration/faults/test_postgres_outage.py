@@ -16,7 +16,7 @@ from storemon.config import Settings
 from storemon.database import reports_db
 
 from ..services import wait_until
-from ..stack import Stack, completed, data_arguments, report_csv, trigger
+from ..stack import Stack, completed, report_csv, trigger
 from ..test_api import OPENAPI, check_against_openapi
 
 pytestmark = pytest.mark.integration
@@ -48,15 +48,10 @@ def postgres_dsn(private_postgres):
 
 @pytest.fixture
 def stack(kafka_bootstrap, private_postgres, tmp_path):
-    running = Stack.create(
+    with Stack.running(
         kafka_bootstrap, private_postgres.address, tmp_path, stores=STORES, seed=21
-    )
-    running.storemon("load", "--no-progress", *data_arguments(running.data))
-    try:
-        running.start_services()
+    ) as running:
         yield running
-    finally:
-        running.close()
 
 
 async def test_a_report_rides_out_a_database_outage(stack, private_postgres):

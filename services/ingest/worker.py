@@ -14,7 +14,6 @@ recovering, with an error line and a metric.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ from typing import Any
 import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT, StreamT
+from faust.types.tuples import FutureMessage
 
 from storemon.config import Settings
 from storemon.ingest.parts import AppliedOffsets, PartMaker
@@ -91,25 +91,39 @@ def _faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
 
 
-def _flush_until_empty() -> None:
-    """Make Faust's producer buffer flush what it holds before a commit.
+def flush_until_sent() -> None:
+    """Make Faust's producer buffer flush every message it took before a commit.
 
-    faust-streaming's `ProducerBuffer.flush` (faust/transport/producer.py, `flush_atmost`)
-    returns as soon as 0.1 s pass without a message sent, even while messages still wait
-    in the buffer. Faust flushes it before committing input offsets, so a commit could
-    cover table writes whose changelog records were still buffered: a worker killed
-    then lost them (tests/integration/test_worker_state.py's SIGKILL test, ~1 run in 3).
-    Here flush waits until the buffer is empty.
+    Faust flushes its producer buffer, then aiokafka's, before it commits input offsets,
+    so that a commit never covers table writes whose changelog records are not yet sent.
+    faust-streaming's `ProducerBuffer.flush` (faust/transport/producer.py) misses two
+    cases: it returns once 0.1 s pass without a send, even while messages still wait,
+    and it counts only the waiting messages, not the one its sender has taken and is
+    still handing to aiokafka, which aiokafka's flush then misses too. Either way a
+    worker killed after such a commit lost a changelog record
+    (tests/integration/test_worker_state.py's SIGKILL test). Here every message taken is
+    marked done once aiokafka holds it, and flush waits for all to be done. It gives up,
+    raising as Faust's does, only once the buffer is no longer running (a worker told to
+    stop while the broker is away stops within a second).
     """
 
-    async def flush(buffer: ProducerBuffer) -> None:
-        while buffer.size:
-            if buffer.state != "running":
-                raise RuntimeError("Cannot flush: Producer not Running")
-            buffer.message_sent.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+    async def send_pending(buffer: ProducerBuffer, fut: FutureMessage) -> None:
+        try:
+            await fut.message.channel.publish_message(fut, wait=False)
+        finally:
+            buffer.pending.task_done()
 
+    async def flush(buffer: ProducerBuffer) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(buffer.pending.join(), timeout=1.0)
+            except TimeoutError:
+                if buffer.state != "running":
+                    raise RuntimeError("Cannot flush: Producer not Running") from None
+            else:
+                return
+
+    ProducerBuffer._send_pending = send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
 
 
@@ -117,7 +131,7 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
     """The worker's Faust app: storemon's ids and folders, and Faust's knobs as measured."""
     data_dir = worker_data_dir(settings)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    _flush_until_empty()
+    flush_until_sent()
     return faust.App(
         worker_app_id(settings),
         broker=_faust_brokers(settings),
@@ -190,7 +204,11 @@ def _poll_day_recovery(retention: Retention, metrics: WorkerMetrics) -> Changelo
         else:
             newest_us = latest_timestamp_us(message.value)
             retention.add(
-                message.partition, store_id, day, message.key, newest_us,
+                message.partition,
+                store_id,
+                day,
+                message.key,
+                newest_us,
                 len(message.value) // POLL_BYTES,
             )
 
@@ -241,15 +259,17 @@ class Intake:
             await topic.send(key=store_id.encode(), value=encode_poll(poll), partition=owner)
             self.metrics.routed(message.topic)
         log.warning(
-            "%d polls of store %r in a batch of %s[%d]@%d belong to partition %d: sent on"
-            " there",
-            len(polls), store_id, message.topic, message.partition, message.offset, owner,
+            "%d polls of store %r in a batch of %s[%d]@%d belong to partition %d: sent on there",
+            len(polls),
+            store_id,
+            message.topic,
+            message.partition,
+            message.offset,
+            owner,
             extra={"store_id": store_id},
         )
 
-    async def reject(
-        self, event: EventT, error: RowError, raw: bytes | str | None = None
-    ) -> None:
+    async def reject(self, event: EventT, error: RowError, raw: bytes | str | None = None) -> None:
         """Dead-letter the record of `event`, or `raw`, one bad entry of its batch."""
         message = event.message
         log.warning(
@@ -304,7 +324,12 @@ def create_app(settings: Settings) -> faust.App:
     # Parts read the tables' stores: a store's get skips the table's per-key hooks, a
     # sixth of the cost, ~130,000 times for a Loop-scale report.
     parts = PartMaker(
-        settings, retention, poll_days.data, schedules.data, zones.data, offsets,
+        settings,
+        retention,
+        poll_days.data,
+        schedules.data,
+        zones.data,
+        offsets,
         metrics.report_parts,
     )
 
@@ -317,7 +342,11 @@ def create_app(settings: Settings) -> faust.App:
             poll_days[write.key] = write.value
             newest_us = latest_timestamp_us(write.value)
             retention.add(
-                partition, store_id, write.day, write.key, newest_us,
+                partition,
+                store_id,
+                write.day,
+                write.key,
+                newest_us,
                 len(write.value) // POLL_BYTES,
             )
             newest_written = max(newest_us, newest_written or newest_us)
@@ -383,9 +412,7 @@ def create_app(settings: Settings) -> faust.App:
     keep_latest_per_store(zones_topic, zones, _canonical_zone)
 
     @app.on_partitions_assigned.connect
-    async def forget_other_partitions(
-        app: faust.App, assigned: set[TP], **kwargs: Any
-    ) -> None:
+    async def forget_other_partitions(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
         """Drop what this worker kept of partitions it no longer owns: its indexes, and
         the table entries its agents wrote there (Faust drops only those it recovered).
         Only from the stores, so nothing reaches the changelogs; a partition assigned
@@ -465,15 +492,16 @@ def create_app(settings: Settings) -> faust.App:
         if app.rebalancing or app.in_recovery:
             error = QueryError(503, "rebalancing", "this worker's state is being rebuilt")
             return web.json(error.body(), status=503, headers=error.headers)
-        owned = {tp.partition for tp in app.consumer.assignment()
-                 if tp.topic == status_topic_name}
-        return web.json({
-            "partitions": {
-                partition: {"stores": stores, "polls": polls, "newest_poll_us": newest_us}
-                for partition, (stores, polls, newest_us) in retention.sizes().items()
-                if partition in owned
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == status_topic_name}
+        return web.json(
+            {
+                "partitions": {
+                    partition: {"stores": stores, "polls": polls, "newest_poll_us": newest_us}
+                    for partition, (stores, polls, newest_us) in retention.sizes().items()
+                    if partition in owned
+                }
             }
-        })
+        )
 
     @app.page("/healthz")
     async def serve_healthz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:

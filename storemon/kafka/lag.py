@@ -10,8 +10,9 @@ so an operator sees which process is stuck, and for how long.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
+from typing import TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -34,14 +35,33 @@ from storemon.kafka.topics import (
     worker_app_id,
 )
 
-#: What a group coordinator answers until it has settled (a new or restarted broker).
-_COORDINATOR_SETTLING = frozenset(
+#: What a broker answers until it has settled: a group coordinator still loading (a new
+#: or restarted broker), a partition of a topic just created without its leader yet.
+_SETTLING = frozenset(
     {
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
     }
 )
+
+_Answer = TypeVar("_Answer")
+
+
+def _once_settled(ask: Callable[[], _Answer], timeout: float) -> _Answer:
+    """`ask()`, asked again while the broker answers that it is still settling."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ask()
+        except KafkaException as exc:
+            error = exc.args[0]
+            settling = error.code() in _SETTLING or error.retriable()
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -85,19 +105,8 @@ def _committed_offsets(
     without a consumer group); a consumer's own OffsetFetch has its group.
     """
     reader = make_consumer(settings, group, **{"enable.auto.commit": False})
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                answer = reader.committed(partitions, timeout=timeout)
-                break
-            except KafkaException as exc:
-                # A fresh broker answers "not coordinator" / "loading" for a while.
-                error = exc.args[0]
-                settling = error.code() in _COORDINATOR_SETTLING or error.retriable()
-                if not settling or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        answer = _once_settled(lambda: reader.committed(partitions, timeout=timeout), timeout)
     finally:
         reader.close()
     return {(tp.topic, tp.partition): tp.offset for tp in answer}
@@ -134,7 +143,9 @@ def consumer_lag(
                 continue
             committed = _committed_offsets(settings, group, partitions, timeout)
             for tp in partitions:
-                low, high = watermarks.get_watermark_offsets(tp, timeout=timeout)
+                low, high = _once_settled(
+                    lambda tp=tp: watermarks.get_watermark_offsets(tp, timeout=timeout), timeout
+                )
                 offset = committed.get((tp.topic, tp.partition), -1)
                 known = offset if offset >= 0 else None
                 lag = high - (known if known is not None else low)

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 #: refused login or certificate says at once that waiting is in vain.
 CONNECT_TIMEOUT_S = 15.0
 
+#: librdkafka's own log lines (connections lost, brokers down) go to this logger, so that
+#: they come out as JSON lines like the rest (storemon/observability/logs.py), served by
+#: the client's poll() and flush().
+LIBRDKAFKA_LOGGER = logging.getLogger("storemon.kafka.librdkafka")
+
 
 class KafkaUnreachable(Exception):
     """The cluster cannot be used with these settings: one line saying why."""
@@ -40,6 +45,7 @@ def connection_config(settings: Settings) -> dict[str, object]:
     conf: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": security.protocol.lower(),
+        "logger": LIBRDKAFKA_LOGGER,
     }
     if security.uses_sasl:
         conf.update({
@@ -95,7 +101,6 @@ def verify_connection(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) 
         **connection_config(settings),
         "error_cb": errors.append,
         # Its own log lines would repeat the refusal every retry: the error says it once.
-        "logger": logging.getLogger("storemon.kafka.librdkafka"),
         "log_level": 0,
     })
     deadline = time.monotonic() + timeout_s

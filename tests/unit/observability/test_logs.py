@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,3 +151,20 @@ def test_asyncpg_pool_errors_are_one_field_without_the_traceback(capsys):
     # Only asyncpg's pool: every other logger keeps its tracebacks.
     assert "error" not in reporter
     assert reporter["exc_info"].startswith("Traceback (most recent call last):")
+
+
+def test_the_kafka_client_library_logs_json_lines_too(monkeypatch, capsys):
+    from storemon.kafka.clients import make_producer
+
+    configure_logging("info")
+    # Nothing listens on port 1: librdkafka logs each refused connection.
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    producer = make_producer(Settings.from_env())
+    deadline = time.monotonic() + 20
+    logged = ""
+    while "storemon.kafka.librdkafka" not in (logged := logged + capsys.readouterr().err):
+        assert time.monotonic() < deadline, f"no librdkafka log line in 20 s: {logged!r}"
+        producer.poll(0.2)  # serves the client's log lines
+    records = [r for r in logged_objects(logged) if r["logger"] == "storemon.kafka.librdkafka"]
+    assert any("127.0.0.1:1" in r["message"] for r in records), records
+    assert all(r["level"] in {"ERROR", "WARNING", "INFO"} for r in records), records

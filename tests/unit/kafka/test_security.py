@@ -10,7 +10,7 @@ import faust
 import pytest
 
 from storemon.config import KafkaSecurity, Settings, SettingsError
-from storemon.kafka.clients import connection_config, faust_credentials
+from storemon.kafka.clients import LIBRDKAFKA_LOGGER, connection_config, faust_credentials
 
 pytestmark = pytest.mark.usefixtures("default_settings_environment")
 
@@ -27,6 +27,7 @@ def test_plaintext_by_default_and_nothing_but_the_servers(monkeypatch):
     assert connection_config(settings) == {
         "bootstrap.servers": "127.0.0.1:19092",
         "security.protocol": "plaintext",
+        "logger": LIBRDKAFKA_LOGGER,
     }
     assert faust_credentials(settings.kafka_security) is None
 
@@ -52,6 +53,7 @@ def test_sasl_ssl_with_a_password_file(monkeypatch, tmp_path: Path):
         "sasl.password": "s3cret",
         "ssl.endpoint.identification.algorithm": "https",
         "ssl.ca.location": str(ca),
+        "logger": LIBRDKAFKA_LOGGER,
     }
     assert "s3cret" not in repr(settings)
 

@@ -13,7 +13,6 @@ recovering, with an error line and a metric.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -23,11 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.transport.producer import ProducerBuffer
 from faust.types import TP, EventT, StreamT
-from faust.types.tuples import FutureMessage
 
 from storemon.config import Settings
+from storemon.ingest.changelog import ChangelogBatches, flush_until_sent
 from storemon.ingest.parts import AppliedOffsets, PartMaker
 from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
@@ -89,42 +87,6 @@ def _canonical_zone(key: bytes | None, value: bytes | None) -> tuple[str, bytes 
 
 def _faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
-
-
-def flush_until_sent() -> None:
-    """Make Faust's producer buffer flush every message it took before a commit.
-
-    Faust flushes its producer buffer, then aiokafka's, before it commits input offsets,
-    so that a commit never covers table writes whose changelog records are not yet sent.
-    faust-streaming's `ProducerBuffer.flush` (faust/transport/producer.py) misses two
-    cases: it returns once 0.1 s pass without a send, even while messages still wait,
-    and it counts only the waiting messages, not the one its sender has taken and is
-    still handing to aiokafka, which aiokafka's flush then misses too. Either way a
-    worker killed after such a commit lost a changelog record
-    (tests/integration/test_worker_state.py's SIGKILL test). Here every message taken is
-    marked done once aiokafka holds it, and flush waits for all to be done. It gives up,
-    raising as Faust's does, only once the buffer is no longer running (a worker told to
-    stop while the broker is away stops within a second).
-    """
-
-    async def send_pending(buffer: ProducerBuffer, fut: FutureMessage) -> None:
-        try:
-            await fut.message.channel.publish_message(fut, wait=False)
-        finally:
-            buffer.pending.task_done()
-
-    async def flush(buffer: ProducerBuffer) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(buffer.pending.join(), timeout=1.0)
-            except TimeoutError:
-                if buffer.state != "running":
-                    raise RuntimeError("Cannot flush: Producer not Running") from None
-            else:
-                return
-
-    ProducerBuffer._send_pending = send_pending  # type: ignore[method-assign]
-    ProducerBuffer.flush = flush  # type: ignore[method-assign]
 
 
 def _faust_app(settings: Settings, partitions: int) -> faust.App:
@@ -319,7 +281,10 @@ def create_app(settings: Settings) -> faust.App:
     zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
     newest_poll = app.Table(NEWEST_POLL_TABLE, partitions=partitions, **raw_table)
 
+    status_topic_name = status_topic.get_topic_name()
     intake = Intake(partitions, dlq_topic, metrics)
+    # Every write of the poll tables goes through it, so that their records keep their order.
+    changelog = ChangelogBatches(app)
     offsets = AppliedOffsets()
     # Parts read the tables' stores: a store's get skips the table's per-key hooks, a
     # sixth of the cost, ~130,000 times for a Loop-scale report.
@@ -338,8 +303,8 @@ def create_app(settings: Settings) -> faust.App:
         them for retention, drop what retention says; the newest poll time written."""
         cutoff = retention.cutoff_us(partition, store_id)
         newest_written = None
-        for write in merge_batch(store_id, polls, cutoff, poll_days.get):
-            poll_days[write.key] = write.value
+        for write in merge_batch(store_id, polls, cutoff, poll_days.data.get):
+            changelog.set(poll_days, partition, write.key, write.value)
             newest_us = latest_timestamp_us(write.value)
             retention.add(
                 partition,
@@ -354,7 +319,7 @@ def create_app(settings: Settings) -> faust.App:
             *retention.pop_expired(partition, store_id),
             *retention.pop_stale(partition),
         ):
-            poll_days.pop(expired, None)
+            changelog.delete(poll_days, partition, expired)
         return newest_written
 
     @app.agent(status_topic)
@@ -371,22 +336,30 @@ def create_app(settings: Settings) -> faust.App:
                 await intake.reject(event, error, raw_entry)
             partition = event.message.partition
             newest_key = newest_poll_key(partition)
-            held_newest = newest_poll.get(newest_key)
+            held_newest = newest_poll.data.get(newest_key)
             newest_before = None if held_newest is None else decode_newest_poll(held_newest)
             newest_after = newest_before
+            accepted = 0
             for store_id, store_polls in polls.by_store.items():
-                if partition_of(store_id.encode(), partitions) != partition:
+                # A store held here is of this partition: murmur2 only for the others.
+                if (
+                    not retention.holds(partition, store_id)
+                    and partition_of(store_id.encode(), partitions) != partition
+                ):
                     # A partition batch's entry of another partition's store: never
                     # applied here; sent on, keyed, to its own partition.
                     await intake.send_on(event, status_topic, store_id, store_polls)
                     continue
-                metrics.accepted(event.message.topic, len(store_polls))
+                accepted += len(store_polls)
                 written_us = apply_polls(partition, store_id, store_polls)
                 if written_us is not None:
                     newest_after = max(written_us, newest_after or written_us)
             if newest_after is not None and newest_after != newest_before:
                 # In this event's partition: a report's default as_of is read from here.
-                newest_poll[newest_key] = encode_newest_poll(newest_after)
+                changelog.set(newest_poll, partition, newest_key, encode_newest_poll(newest_after))
+            await changelog.send()
+            if accepted:
+                metrics.accepted(event.message.topic, accepted)
 
     def keep_latest_per_store(topic: faust.TopicT, table: faust.Table, decode: Decoder) -> None:
         """An agent keeping the latest canonical value per store; a null value deletes."""
@@ -437,8 +410,6 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect
     async def close_database(app: faust.App, **kwargs: Any) -> None:
         await parts.close()
-
-    status_topic_name = status_topic.get_topic_name()
 
     def unavailable(partition: int) -> str | None:
         """Why this worker may not answer for `partition` now (None: it may)."""

@@ -64,7 +64,13 @@ def _text(value: object, field_name: str) -> str:
 def parse_store_id(value: object) -> str:
     """A store id as given: an opaque, non-empty string without whitespace or commas,
     not beginning with a formula character."""
-    text = _text(value, "store_id")
+    return _checked_store_id(_text(value, "store_id"))
+
+
+@lru_cache(maxsize=1 << 16)
+def _checked_store_id(text: str) -> str:
+    """Cached: a stream names the same stores over and over (a refused id raises, and
+    is not cached)."""
     if not text:
         raise RowError("store_id", "is empty")
     if len(text) > _MAX_STORE_ID_LENGTH:

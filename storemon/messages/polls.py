@@ -32,9 +32,8 @@ MAX_PARTITION_BATCH_POLLS = 2000
 
 def poll_from_record(record: Mapping[str, object], received_at_us: int) -> Poll:
     """A poll given as a mapping (JSON object, CSV row), fully checked."""
-    unknown = set(record) - POLL_FIELDS
-    if unknown:
-        raise RowError(sorted(unknown)[0], UNKNOWN_FIELD)
+    if not record.keys() <= POLL_FIELDS:
+        raise RowError(sorted(record.keys() - POLL_FIELDS)[0], UNKNOWN_FIELD)
     poll = parse_poll(record)
     if poll.timestamp_us > received_at_us + MAX_FUTURE_US:
         raise RowError("timestamp_utc", TOO_FAR_AHEAD)

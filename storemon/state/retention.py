@@ -112,6 +112,10 @@ class Retention:
         held = self._stores.get(partition, {}).get(store_id)
         return {} if held is None else held.keys
 
+    def holds(self, partition: int, store_id: str) -> bool:
+        """Whether the partition holds polls of the store (so the store is of it)."""
+        return store_id in self._stores.get(partition, ())
+
     def cutoff_us(self, partition: int, store_id: str) -> int | None:
         """Polls of the store before this instant are not kept (None: keep all)."""
         held = self._stores.get(partition, {}).get(store_id)
@@ -122,8 +126,10 @@ class Retention:
         held = self._stores.get(partition, {}).get(store_id)
         if held is None:
             return []
-        cutoff = held.newest_us - RETAINED_US
-        expired = [day for day in held.keys if (day + 1) * US_PER_DAY <= cutoff]
+        first_kept_day = (held.newest_us - RETAINED_US) // US_PER_DAY
+        if min(held.keys, default=first_kept_day) >= first_kept_day:
+            return []  # what nearly every poll finds: checked without a list
+        expired = [day for day in held.keys if day < first_kept_day]
         self._forget_polls(partition, held, expired)
         return [held.keys.pop(day) for day in expired]
 

@@ -17,7 +17,14 @@ from storemon.messages.polls import encode_partition_batch, encode_poll, encode_
 from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.zones import encode_zone
 from storemon.producer import PollProducer
-from storemon.state.layout import POLLS_TABLE, SCHEDULES_TABLE, ZONES_TABLE
+from storemon.state.layout import (
+    POLL_BYTES,
+    POLLS_TABLE,
+    SCHEDULES_TABLE,
+    ZONES_TABLE,
+    decode_day,
+    poll_day_key,
+)
 from storemon.state.retention import RETAINED_US
 from storemon.timebase import format_timestamp, now_us
 
@@ -296,11 +303,18 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
     second = start_worker()
 
     def what_differs() -> str:
-        """Lost polls and a stuck partition look alike from outside: say which it is."""
+        """Lost polls and a stuck partition look alike from outside: say which it is, and
+        for a lost poll whether its day's changelog ever held it."""
         held = probe.view().polls
-        missing = sum(len(days.keys() - held.get(s, {}).keys()) for s, days in expected.items())
+        missing = [
+            (store_id, stamp)
+            for store_id, stamps in expected.items()
+            for stamp in stamps.keys() - held.get(store_id, {}).keys()
+        ]
         return (
-            f"polls missing from state: {missing}; worker group lag: {worker_lag(settings)}\n"
+            f"polls missing from state: {len(missing)}; worker group lag: {worker_lag(settings)}\n"
+            + "".join(_changelog_history(settings, *lost) for lost in missing[:3])
+            + first.log_tail()
             + second.log_tail()
         )
 
@@ -311,6 +325,24 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
         what_differs,
     )
     assert probe.view().poll_count() == len(polls)
+
+
+def _changelog_history(settings, store_id: str, stamp_us: int) -> str:
+    """Every value the poll's store-day had in its changelog, oldest first: whether each
+    held the poll."""
+    topic = changelog_topic(settings, POLLS_TABLE)
+    key = poll_day_key(store_id, stamp_us // US_PER_DAY)
+    partition = partition_of(store_id.encode(), settings.topic_partitions)
+    end = {partition: end_offsets(settings, topic)[partition]}
+    lines = [f"{store_id} lost its poll at {format_timestamp(stamp_us)}; {topic}[{partition}]:"]
+    for message in read_range(settings, topic, {}, end):
+        if message.key() == key:
+            value = message.value() or b""
+            lines.append(
+                f"  @{message.offset()} ts={message.timestamp()[1]}"
+                f" polls={len(value) // POLL_BYTES} holds it: {stamp_us in decode_day(value)}"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _members_partitions(settings) -> list[set[int]] | None:

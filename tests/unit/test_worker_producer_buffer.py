@@ -15,7 +15,7 @@ import pytest
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage, PendingMessage
 
-from storemon.ingest.worker import flush_until_sent
+from storemon.ingest.changelog import flush_until_sent
 
 
 class HeldTopic:

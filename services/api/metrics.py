@@ -1,14 +1,15 @@
 """`GET /metrics`: the API's counters, reports by status and duration, and consumer lag,
-as Prometheus text.
+in prometheus_client's text format, with this process's memory, CPU and GC.
 
-Request and event counters are this process's own: with several API replicas,
-sum them. Reports (by status, and the request-to-Complete histogram) come from
-PostgreSQL and consumer lag from Kafka, so every replica serves the same figures:
-take one (max), not their sum. The duration histogram is counted in the database
-because no API process sees a report complete (a reporter does), and its counts
-live apart from the reports so that deleting reports never lowers them. What a
-source that cannot be read would give is left out, its gauge
-(storemon_database_up, storemon_kafka_up) 0: the rest is still served.
+Request and event counters and the request duration histogram (per route) are this
+process's own: with several API replicas, sum them. Reports (by status, and the
+request-to-Complete histogram) come from PostgreSQL and consumer lag from Kafka, so
+every replica serves the same figures: take one (max), not their sum. The report
+duration histogram is counted in the database because no API process sees a report
+complete (a reporter does), and its counts live apart from the reports so that
+deleting reports never lowers them. What a source that cannot be read would give is
+left out, its gauge (storemon_database_up, storemon_kafka_up) 0: the rest is still
+served.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiohttp
+import prometheus_client
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from confluent_kafka import KafkaException
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from storemon.api.owners import Owners, PartitionState, state_sizes
 from storemon.config import Settings
@@ -30,19 +40,34 @@ from storemon.kafka.lag import PartitionLag, consumer_lag
 from storemon.kafka.offsets import end_offsets
 from storemon.kafka.topics import TOPIC_STATUS_DLQ
 from storemon.observability import metric_names as names
-from storemon.observability.prometheus import Cached, family, family_by_label, histogram
-from storemon.observability.prometheus import labels as prom_labels
+from storemon.observability import prometheus
+from storemon.observability.prometheus import Cached, counter_family
 
 #: Consumer lag is read from the broker at most this often, however often it is scraped.
 LAG_MAX_AGE_S = 5.0
+#: Upper bounds of the request duration buckets, seconds: from an answer out of memory
+#: to a large CSV download or a slow database.
+HTTP_DURATION_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
 
 
 class Metrics:
     def __init__(self) -> None:
-        #: (method, route, status) -> requests answered
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        #: route -> seconds spent answering, summed
-        self.seconds: Counter[str] = Counter()
+        self.registry = prometheus.registry()
+        self.requests = prometheus_client.Counter(
+            names.HTTP_REQUESTS,
+            "HTTP requests answered.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.durations = prometheus_client.Histogram(
+            names.HTTP_REQUEST_DURATION,
+            "Time spent answering HTTP requests, per route.",
+            ("route",),
+            buckets=HTTP_DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
         #: "accepted" / "rejected" -> polls received on POST /events
         self.events: Counter[str] = Counter()
         self._kafka: Cached[KafkaFigures] | None = None
@@ -74,53 +99,55 @@ class Metrics:
         state: dict[int, PartitionState],
     ) -> str:
         """The metrics; those of the reports left out when `reports` is None (the
-        database could not be read)."""
-        lines: list[str] = []
-        family(lines, names.HTTP_REQUESTS, "counter", "HTTP requests answered.")
-        for (method, route, status), count in sorted(self.requests.items()):
-            labels = prom_labels(method=method, route=route, status=str(status))
-            lines.append(f"{names.HTTP_REQUESTS}{labels} {count}")
-        family(
-            lines,
-            names.HTTP_REQUEST_DURATION,
-            "summary",
-            "Time spent answering HTTP requests, per route.",
+        database could not be read), those of Kafka when `kafka` is None."""
+        events = counter_family(
+            names.EVENTS,
+            "Polls received on POST /events.",
+            ("outcome",),
+            {outcome: self.events[outcome] for outcome in ("accepted", "rejected")},
         )
-        answered: Counter[str] = Counter()
-        for (_, route, _), count in self.requests.items():
-            answered[route] += count
-        for route, seconds in sorted(self.seconds.items()):
-            labels = prom_labels(route=route)
-            lines.append(f"{names.HTTP_REQUEST_DURATION}_sum{labels} {seconds:.6f}")
-            lines.append(f"{names.HTTP_REQUEST_DURATION}_count{labels} {answered[route]}")
-        family(lines, names.EVENTS, "counter", "Polls received on POST /events.")
-        for outcome in ("accepted", "rejected"):
-            lines.append(f"{names.EVENTS}{prom_labels(outcome=outcome)} {self.events[outcome]}")
-        family(lines, names.DATABASE_UP, "gauge", "Whether the reports could be read.")
-        lines.append(f"{names.DATABASE_UP} {0 if reports is None else 1}")
-        if reports is not None:
-            _render_reports(lines, reports)
-        family(lines, names.KAFKA_UP, "gauge", "Whether consumer lag could be read.")
-        lines.append(f"{names.KAFKA_UP} {0 if kafka is None else 1}")
-        lag = None if kafka is None else kafka.lag
-        if kafka is not None:
-            family(lines, names.DEAD_LETTERS, "counter",
-                   "Records written to store-status-dlq (rejected polls, hours, zones).")
-            lines.append(f"{names.DEAD_LETTERS} {kafka.dead_letters}")
-        _render_state(lines, state)
-        family(lines, names.CONSUMER_LAG, "gauge", "Records behind, per group and partition.")
-        for row in lag or ():
-            labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
-            lines.append(f"{names.CONSUMER_LAG}{labels} {row.lag}")
-        family(
-            lines, names.CONSUMER_LAG_SECONDS, "gauge",
-            "How long the oldest record not yet consumed has waited, per group and partition.",
+        return prometheus.exposition(
+            self.registry, [events, *_read_families(reports, kafka, state)]
         )
-        for row in lag or ():
-            if row.lag_seconds is not None:
-                labels = prom_labels(group=row.group, topic=row.topic, partition=str(row.partition))
-                lines.append(f"{names.CONSUMER_LAG_SECONDS}{labels} {row.lag_seconds:.3f}")
-        return "\n".join(lines) + "\n"
+
+
+def _read_families(
+    reports: ReportFigures | None,
+    kafka: KafkaFigures | None,
+    state: dict[int, PartitionState],
+) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        names.DATABASE_UP, "Whether the reports could be read.", 0 if reports is None else 1
+    )
+    if reports is not None:
+        yield from _report_families(reports)
+    yield GaugeMetricFamily(
+        names.KAFKA_UP, "Whether consumer lag could be read.", 0 if kafka is None else 1
+    )
+    if kafka is not None:
+        yield CounterMetricFamily(
+            names.DEAD_LETTERS,
+            "Records written to store-status-dlq (rejected polls, hours, zones).",
+            kafka.dead_letters,
+        )
+    yield from _state_families(state)
+    lag = GaugeMetricFamily(
+        names.CONSUMER_LAG,
+        "Records behind, per group and partition.",
+        labels=("group", "topic", "partition"),
+    )
+    lag_seconds = GaugeMetricFamily(
+        names.CONSUMER_LAG_SECONDS,
+        "How long the oldest record not yet consumed has waited, per group and partition.",
+        labels=("group", "topic", "partition"),
+    )
+    for row in kafka.lag if kafka is not None else ():
+        row_labels = (row.group, row.topic, str(row.partition))
+        lag.add_metric(row_labels, row.lag)
+        if row.lag_seconds is not None:
+            lag_seconds.add_metric(row_labels, row.lag_seconds)
+    yield lag
+    yield lag_seconds
 
 
 @dataclass(frozen=True)
@@ -138,22 +165,23 @@ def _read_kafka_figures(settings: Settings) -> KafkaFigures:
     )
 
 
-def _render_state(lines: list[str], state: dict[int, PartitionState]) -> None:
+def _state_families(state: dict[int, PartitionState]) -> Iterator[Metric]:
     """Each state partition's size and greatest poll, as its owner holds it."""
-    for name, kind, help_text, value_of in (
-        (names.STATE_STORES, "gauge", "Stores held, per state partition (from its owner).",
+    for name, help_text, value_of in (
+        (names.STATE_STORES, "Stores held, per state partition (from its owner).",
          lambda held: held.stores),
-        (names.STATE_POLLS, "gauge", "Polls held, per state partition (from its owner).",
+        (names.STATE_POLLS, "Polls held, per state partition (from its owner).",
          lambda held: held.polls),
-        (names.STATE_GREATEST_POLL, "gauge",
+        (names.STATE_GREATEST_POLL,
          "Greatest poll time held, per state partition (Unix seconds).",
          lambda held: None if held.newest_poll_us is None else held.newest_poll_us / 1e6),
     ):
-        family(lines, name, kind, help_text)
+        family = GaugeMetricFamily(name, help_text, labels=("partition",))
         for partition, held in sorted(state.items()):
             value = value_of(held)
             if value is not None:
-                lines.append(f"{name}{prom_labels(partition=str(partition))} {value}")
+                family.add_metric((str(partition),), value)
+        yield family
 
 
 @dataclass(frozen=True)
@@ -164,21 +192,28 @@ class ReportFigures:
     durations: list[DurationBucket]
 
 
-def _render_reports(lines: list[str], reports: ReportFigures) -> None:
-    family_by_label(
-        lines,
-        names.REPORTS,
-        "gauge",
-        "Reports in the database, by status.",
-        "status",
-        reports.by_status,
+def _report_families(reports: ReportFigures) -> Iterator[Metric]:
+    by_status = GaugeMetricFamily(
+        names.REPORTS, "Reports in the database, by status.", labels=("status",)
     )
-    histogram(
-        lines,
+    for status, count in sorted(reports.by_status.items()):
+        by_status.add_metric((status,), count)
+    yield by_status
+    durations = HistogramMetricFamily(
         names.REPORT_DURATION,
         "Seconds from a report's request to Complete, over every completed report.",
-        ((bucket.le, bucket.reports, bucket.seconds_sum) for bucket in reports.durations),
+        labels=(),
     )
+    # The database counts each bucket apart; the exposition's are cumulative.
+    cumulative: list[tuple[str, float]] = []
+    count = 0
+    for bucket in reports.durations:
+        count += bucket.reports
+        cumulative.append((floatToGoString(bucket.le), count))
+    if cumulative:
+        seconds = sum(bucket.seconds_sum for bucket in reports.durations)
+        durations.add_metric((), cumulative, seconds)
+    yield durations
 
 
 def counting_middleware(metrics: Metrics) -> web.middleware:
@@ -198,7 +233,7 @@ def counting_middleware(metrics: Metrics) -> web.middleware:
         finally:
             resource = request.match_info.route.resource
             route = "(unmatched)" if resource is None else resource.canonical
-            metrics.requests[(request.method, route, status)] += 1
-            metrics.seconds[route] += time.perf_counter() - started
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.durations.labels(route).observe(time.perf_counter() - started)
 
     return count_requests

@@ -1,4 +1,5 @@
-"""The reporter's HTTP server: `GET /healthz`, `/readyz` and `/metrics` (Prometheus text).
+"""The reporter's HTTP server: `GET /healthz`, `/readyz` and `/metrics` (prometheus_client's
+text format, with the process's memory, CPU and GC).
 
 Its own work, per process since it started (with several reporters, sum them): the
 reports it ended, those it is gathering and their parts not stored yet, and the seconds
@@ -10,110 +11,105 @@ those figures are left out; the rest is still served.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 
+import prometheus_client
 from aiohttp import web
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from storemon.database.reports_db import REPORT_DURATION_BUCKETS_S
 from storemon.observability import metric_names as names
 from storemon.observability import prometheus
 from storemon.observability.health import healthz, readiness
-from storemon.observability.prometheus import Histogram, family, family_by_label, histogram, labels
 from storemon.state.lag import StateLag
 from storemon.timebase import US_PER_SECOND
 
 #: Consumer lag and newest polls are read from Kafka at most this often.
 STATE_LAG_MAX_AGE_S = 5.0
+#: How a report request handled here ends: completed, failed, or passed over (ended
+#: elsewhere already).
+REPORT_OUTCOMES = ("complete", "failed", "skipped")
 
 
 class ReporterMetrics:
     def __init__(self) -> None:
-        #: "complete" / "failed" / "skipped" -> reports this process ended or passed over
-        self.reports: Counter[str] = Counter()
+        #: This reporter's own (the process, GC and platform collectors).
+        self.registry = prometheus.registry()
+        #: Report requests this process ended or passed over, by outcome (REPORT_OUTCOMES).
+        self.reports = prometheus_client.Counter(
+            names.REPORTER_REPORTS,
+            "Report requests handled, by outcome.",
+            ("outcome",),
+            registry=self.registry,
+        )
+        # Every outcome from 0 on, so that rate() and increase() see its first report.
+        for outcome in REPORT_OUTCOMES:
+            self.reports.labels(outcome)
         #: report id -> its planned parts not stored yet, for the reports being gathered
         self.outstanding: dict[str, int] = {}
-        #: Tasks sent again for parts still missing after a while.
-        self.reasked_parts = 0
-        #: Seconds from planning a report to its Complete, for those completed here.
-        self.durations = Histogram(REPORT_DURATION_BUCKETS_S)
-
-    def render(self, state: StateLag | None) -> str:
-        """The exposition; the state's figures left out when `state` is None (Kafka away)."""
-        lines: list[str] = []
-        family_by_label(
-            lines,
-            names.REPORTER_REPORTS,
-            "counter",
-            "Report requests handled, by outcome.",
-            "outcome",
-            self.reports,
-        )
-        family(
-            lines,
+        prometheus_client.Gauge(
             names.REPORTER_REPORTS_GATHERING,
-            "gauge",
             "Reports this reporter is waiting on parts of.",
-        )
-        lines.append(f"{names.REPORTER_REPORTS_GATHERING} {len(self.outstanding)}")
-        family(
-            lines,
+            registry=self.registry,
+        ).set_function(lambda: len(self.outstanding))
+        prometheus_client.Gauge(
+            names.REPORTER_PARTS_OUTSTANDING,
+            "Planned parts not stored yet, over the reports this reporter is gathering.",
+            registry=self.registry,
+        ).set_function(lambda: sum(self.outstanding.values()))
+        #: Tasks sent again for parts still missing after a while.
+        self.reasked_parts = prometheus_client.Counter(
             names.REPORTER_PARTS_REASKED,
-            "counter",
             "Report tasks sent again because their part was still missing after a while"
             " (a task lost to its owner in a rebalance, or an owner behind or gone).",
+            registry=self.registry,
         )
-        lines.append(f"{names.REPORTER_PARTS_REASKED} {self.reasked_parts}")
-        family(
-            lines,
-            names.REPORTER_PARTS_OUTSTANDING,
-            "gauge",
-            "Planned parts not stored yet, over the reports this reporter is gathering.",
-        )
-        lines.append(f"{names.REPORTER_PARTS_OUTSTANDING} {sum(self.outstanding.values())}")
-        histogram(
-            lines,
+        #: Seconds from planning a report to its Complete, for those completed here.
+        self.durations = prometheus_client.Histogram(
             names.REPORTER_REPORT_DURATION,
             "Seconds from this reporter planning a report (reading its as_of) to Complete,"
             " for the reports it completed.",
-            self.durations.buckets(),
+            buckets=REPORT_DURATION_BUCKETS_S,
+            registry=self.registry,
         )
-        family(lines, names.REPORTER_KAFKA_UP, "gauge", "Whether the state's lag could be read.")
-        lines.append(f"{names.REPORTER_KAFKA_UP} {0 if state is None else 1}")
-        _render_state_lag(lines, state)
-        return "\n".join(lines) + "\n"
+
+    def render(self, state: StateLag | None) -> str:
+        """The exposition; the state's figures left out when `state` is None (Kafka away)."""
+        return prometheus.exposition(self.registry, _state_lag_families(state))
 
 
-def _render_state_lag(lines: list[str], state: StateLag | None) -> None:
-    family(
-        lines,
-        names.STATE_LAG_RECORDS,
-        "gauge",
-        "Records the worker group has not consumed, per input topic partition.",
+def _state_lag_families(state: StateLag | None) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        names.REPORTER_KAFKA_UP,
+        "Whether the state's lag could be read.",
+        0 if state is None else 1,
     )
-    for row in state.records if state is not None else ():
-        row_labels = labels(topic=row.topic, partition=str(row.partition))
-        lines.append(f"{names.STATE_LAG_RECORDS}{row_labels} {row.lag}")
-    family(
-        lines,
+    records = GaugeMetricFamily(
+        names.STATE_LAG_RECORDS,
+        "Records the worker group has not consumed, per input topic partition.",
+        labels=("topic", "partition"),
+    )
+    seconds = GaugeMetricFamily(
         names.STATE_LAG_SECONDS,
-        "gauge",
         "Event time the partition's state lacks: the newest poll of the last store-status"
         " record minus the newest poll its owner accepted, at least 0 (absent while either"
         " is unknown).",
+        labels=("partition",),
     )
-    for partition, seconds in sorted((state.seconds_behind() if state else {}).items()):
-        lines.append(f"{names.STATE_LAG_SECONDS}{labels(partition=str(partition))} {seconds:.6f}")
-    family(
-        lines,
+    newest = GaugeMetricFamily(
         names.STATE_NEWEST_POLL,
-        "gauge",
         "Newest poll time the partition's owner accepted (Unix seconds).",
+        labels=("partition",),
     )
-    for partition, newest_us in sorted((state.accepted_us if state else {}).items()):
-        value = newest_us / US_PER_SECOND
-        lines.append(f"{names.STATE_NEWEST_POLL}{labels(partition=str(partition))} {value:.6f}")
+    if state is not None:
+        for row in state.records:
+            records.add_metric((row.topic, str(row.partition)), row.lag)
+        for partition, behind_s in sorted(state.seconds_behind().items()):
+            seconds.add_metric((str(partition),), behind_s)
+        for partition, newest_us in sorted(state.accepted_us.items()):
+            newest.add_metric((str(partition),), newest_us / US_PER_SECOND)
+    yield from (records, seconds, newest)
 
 
 @asynccontextmanager

@@ -243,7 +243,7 @@ class Reporter:
                 exc.reason,
                 extra=_report_context(exc.report_id),
             )
-            self.metrics.reports["failed"] += 1
+            self.metrics.reports.labels("failed").inc()
             if exc.report_id is not None:
                 invalid_id, reason = exc.report_id, f"invalid request: {exc.reason}"
                 await self._database(
@@ -259,7 +259,7 @@ class Reporter:
                 "starting the report",
             )
             if row is None:
-                self.metrics.reports["skipped"] += 1
+                self.metrics.reports.labels("skipped").inc()
                 log.info(
                     "report %s is not Running (done, failed or deleted): skipped",
                     report_id,
@@ -274,7 +274,7 @@ class Reporter:
             # error ends the process before the offset is committed, and the
             # request is redone elsewhere.
             log.exception("report %s failed", report_id, extra=_report_context(report_id))
-            self.metrics.reports["failed"] += 1
+            self.metrics.reports.labels("failed").inc()
             reason = _reason(exc)
             await self._database(
                 lambda connection: reports_db.fail_report(connection, report_id, reason),
@@ -342,7 +342,7 @@ class Reporter:
             "planning the report",
         )
         if plan is None:
-            self.metrics.reports["skipped"] += 1
+            self.metrics.reports.labels("skipped").inc()
             return
         asked = plan.partitions
         await self._ask_for_parts(request, plan, wanted, set(asked))
@@ -452,7 +452,7 @@ class Reporter:
                     reask_s,
                     extra=_report_context(report_id),
                 )
-                self.metrics.reasked_parts += len(missing)
+                self.metrics.reasked_parts.inc(len(missing))
                 await ask_again(missing)
                 reask_s = min(2 * reask_s, _MAX_REASK_S)
                 reask_at = time.monotonic() + reask_s
@@ -472,9 +472,9 @@ class Reporter:
     def _ended(self, stored: reports_db.StoredCsv | None, started: float) -> None:
         """Count a report completed here (`stored`, planned at `started`) or ended elsewhere."""
         if stored is None:
-            self.metrics.reports["skipped"] += 1
+            self.metrics.reports.labels("skipped").inc()
         else:
-            self.metrics.reports["complete"] += 1
+            self.metrics.reports.labels("complete").inc()
             self.metrics.durations.observe(time.monotonic() - started)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:

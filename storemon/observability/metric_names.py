@@ -2,8 +2,9 @@
 emits them, the Grafana dashboard (deploy/monitoring/) and the test that checks
 the dashboard asks only for metrics that exist.
 
-Names are those of the exposition: counters end in `_total`; a histogram's
-samples add `_bucket`, `_sum` and `_count` to its name.
+Names are those of the exposition: counters end in `_total` (prometheus_client adds
+it to a counter's name, and takes it off one given with it); a histogram's samples add
+`_bucket`, `_sum` and `_count` to its name.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 # The API, GET /metrics (STOREMON_API_PORT). Figures read from Kafka or PostgreSQL
 # (lag, reports) are the same on every API replica; counters are per process.
 HTTP_REQUESTS = "storemon_http_requests_total"
+#: A histogram, per route.
 HTTP_REQUEST_DURATION = "storemon_http_request_duration_seconds"
 EVENTS = "storemon_events_total"
 REPORTS = "storemon_reports"
@@ -83,4 +85,16 @@ REPORTER_METRICS = (
     STATE_LAG_RECORDS,
     STATE_LAG_SECONDS,
     STATE_NEWEST_POLL,
+)
+
+# Every service's /metrics also has prometheus_client's figures of its process
+# (ProcessCollector, GCCollector, PlatformCollector); among them:
+PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
+PROCESS_CPU = "process_cpu_seconds_total"
+PYTHON_GC_COLLECTIONS = "python_gc_collections_total"
+
+PROCESS_METRICS = (
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_CPU,
+    PYTHON_GC_COLLECTIONS,
 )

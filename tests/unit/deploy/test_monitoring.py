@@ -17,13 +17,15 @@ from storemon.config import (
     DEFAULT_WORKER_METRICS_PORT,
 )
 from storemon.database.reports_db import DurationBucket
+from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.kafka.lag import PartitionLag
 from storemon.observability import metric_names
 from storemon.reporter.metrics import ReporterMetrics
 
 REPO = Path(__file__).resolve().parents[3]
 MONITORING = REPO / "deploy" / "monitoring"
-METRIC_NAME = re.compile(r"\bstoremon_[a-z0-9_]+")
+#: storemon's own, and prometheus_client's figures of each process.
+METRIC_NAME = re.compile(r"\b(?:storemon|process|python)_[a-z0-9_]+")
 HISTOGRAM_SAMPLES = ("_bucket", "_sum", "_count")
 
 
@@ -102,6 +104,7 @@ def test_every_metric_the_dashboard_asks_for_is_one_the_code_emits(dashboard):
         *metric_names.API_METRICS,
         *metric_names.WORKER_METRICS,
         *metric_names.REPORTER_METRICS,
+        *metric_names.PROCESS_METRICS,
     }
     used = {
         family(name, emitted)
@@ -119,6 +122,8 @@ def test_every_metric_the_dashboard_asks_for_is_one_the_code_emits(dashboard):
         metric_names.WORKER_STORES,
         metric_names.WORKER_POLLS,
         metric_names.STATE_LAG_SECONDS,
+        metric_names.HTTP_REQUEST_DURATION,
+        *metric_names.PROCESS_METRICS,
     } <= used
 
 
@@ -129,9 +134,21 @@ def test_report_latency_panels_are_quantiles_of_the_report_duration_histogram(da
     assert all(f"{metric_names.REPORT_DURATION}_bucket[" in expr for expr in latency)
 
 
+def test_http_latency_panels_are_quantiles_of_the_request_duration_histogram_per_route(
+    dashboard,
+):
+    duration = metric_names.HTTP_REQUEST_DURATION
+    latency = [expr for expr in expressions(dashboard) if duration in expr]
+    quantiles = {re.match(r"histogram_quantile\((0\.\d+),", expr).group(1) for expr in latency}
+    assert quantiles == {"0.5", "0.99"}
+    # Summed over API replicas (each counts its own requests), kept apart by route.
+    assert all(f"sum by (route, le) (rate({duration}_bucket[" in expr for expr in latency)
+
+
 def rendered_families(text: str) -> dict[str, str]:
-    """Metric family -> its # TYPE."""
-    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
+    """storemon's metric families -> their # TYPE (prometheus_client's own, process_* and
+    python_*, left out)."""
+    return dict(re.findall(r"^# TYPE (storemon_\S+) (\S+)$", text, flags=re.MULTILINE))
 
 
 def test_the_api_serves_every_api_metric_in_the_list_and_its_histogram_is_cumulative():
@@ -150,18 +167,20 @@ def test_the_api_serves_every_api_metric_in_the_list_and_its_histogram_is_cumula
     assert rendered_families(text)[metric_names.REPORT_DURATION] == "histogram"
     duration = metric_names.REPORT_DURATION
     assert [line for line in text.splitlines() if line.startswith(duration)] == [
-        f'{duration}_bucket{{le="0.5"}} 2',
-        f'{duration}_bucket{{le="1.0"}} 2',
-        f'{duration}_bucket{{le="2.5"}} 3',
-        f'{duration}_bucket{{le="+Inf"}} 4',
-        f"{duration}_sum 702.600000",
-        f"{duration}_count 4",
+        f'{duration}_bucket{{le="0.5"}} 2.0',
+        f'{duration}_bucket{{le="1.0"}} 2.0',
+        f'{duration}_bucket{{le="2.5"}} 3.0',
+        f'{duration}_bucket{{le="+Inf"}} 4.0',
+        f"{duration}_count 4.0",
+        f"{duration}_sum 702.6",
     ]
-    lag_labels = 'group="storemon-worker",topic="store-status",partition="0"'
-    assert f"{metric_names.CONSUMER_LAG}{{{lag_labels}}} 7" in text
-    assert f"{metric_names.CONSUMER_LAG_SECONDS}{{{lag_labels}}} 3.500" in text
-    assert f"{metric_names.DEAD_LETTERS} 3" in text
-    assert f'{metric_names.STATE_POLLS}{{partition="0"}} 1850' in text
+    # prometheus_client writes labels in name order.
+    lag_labels = 'group="storemon-worker",partition="0",topic="store-status"'
+    assert f"{metric_names.CONSUMER_LAG}{{{lag_labels}}} 7.0" in text
+    assert f"{metric_names.CONSUMER_LAG_SECONDS}{{{lag_labels}}} 3.5" in text
+    assert f"{metric_names.DEAD_LETTERS} 3.0" in text
+    assert f'{metric_names.STATE_POLLS}{{partition="0"}} 1850.0' in text
+    assert rendered_families(text)[metric_names.HTTP_REQUEST_DURATION] == "histogram"
 
 
 def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose):
@@ -198,7 +217,12 @@ def test_compose_runs_prometheus_and_grafana_on_request_with_these_files(compose
 
 def test_the_reporter_serves_every_reporter_metric_in_the_list():
     metrics = ReporterMetrics()
-    metrics.reports["complete"] += 3
+    metrics.reports.labels("complete").inc(3)
     text = metrics.render(None)
     assert set(rendered_families(text)) == set(metric_names.REPORTER_METRICS)
-    assert f'{metric_names.REPORTER_REPORTS}{{outcome="complete"}} 3' in text
+    assert f'{metric_names.REPORTER_REPORTS}{{outcome="complete"}} 3.0' in text
+
+
+def test_the_worker_serves_every_worker_metric_in_the_list():
+    text = WorkerMetrics().render(stores=1, polls=2, greatest_event_time_us=3_000_000)
+    assert set(rendered_families(text)) == set(metric_names.WORKER_METRICS)

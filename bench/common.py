@@ -21,6 +21,7 @@ from storemon.config import REPO_ROOT, Settings
 from storemon.database import reports_db
 from storemon.kafka.lag import consumer_lag
 from storemon.kafka.topics import worker_app_id
+from storemon.tools.stack import ServiceSpec
 
 STOREMON = [sys.executable, "-m", "storemon.cli"]
 OUT = REPO_ROOT / "bench" / "out"
@@ -53,6 +54,9 @@ class Deployment:
             db_schema=f"bench_{uuid.uuid4().hex[:8]}",
             api_host=host,
             api_port=port,
+            # Several processes on one host: no /metrics port to collide on.
+            worker_metrics_port=0,
+            reporter_metrics_port=0,
         )
         env = {
             **os.environ,
@@ -61,7 +65,6 @@ class Deployment:
             "STOREMON_API_HOST": host,
             "STOREMON_API_PORT": str(port),
             "STOREMON_LOG_LEVEL": "info",
-            # Several processes on one host: no /metrics port to collide on.
             "STOREMON_WORKER_METRICS_PORT": "0",
             "STOREMON_REPORTER_METRICS_PORT": "0",
         }
@@ -70,17 +73,21 @@ class Deployment:
 
 @contextmanager
 def services(
-    deployment: Deployment, commands: list[str], logs: Path
+    deployment: Deployment, specs: list[ServiceSpec], logs: Path
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """`storemon <command>` processes, logging to `logs/<command>.log`, stopped on exit; the
-    deployment's reports schema is dropped with its CSVs afterwards."""
+    """The processes of `specs` (as `storemon up` plans them), logging to
+    `logs/<name>.log`, stopped on exit; the deployment's reports schema is dropped with its
+    CSVs afterwards."""
     logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for command in commands:
-            with (logs / f"{command}.log").open("wb") as log:
-                processes[command] = subprocess.Popen(
-                    [*STOREMON, command], env=deployment.env, stdout=log, stderr=subprocess.STDOUT
+        for spec in specs:
+            with (logs / f"{spec.name}.log").open("wb") as log:
+                processes[spec.name] = subprocess.Popen(
+                    [*STOREMON, spec.command],
+                    env={**deployment.env, **spec.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
         yield processes
     finally:

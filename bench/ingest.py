@@ -1,7 +1,7 @@
 """Ingest benchmark: `storemon load` rows/s, and Faust workers absorbing polls until lag is zero.
 
     python -m bench.ingest [--stores N] [--workers 1 2] [--data DIR]
-                           [--single-polls | --partition-batches]
+                           [--single-polls | --record-per-poll]
 
 (`--workers 0` measures the load alone.)
 
@@ -80,7 +80,7 @@ def timed_load(data: Path, prefix: str) -> tuple[int, float]:
     return polls, elapsed
 
 
-def produce_single_polls(data: Path, prefix: str) -> int:
+def produce_record_per_poll(data: Path, prefix: str) -> int:
     """Every poll as a record of its own (schemas/status-observation), the way a
     producer polling one store at a time sends them; hours and zones as `load` does."""
     load(data, prefix, status=False)
@@ -183,22 +183,24 @@ def main() -> None:
     sending.add_argument(
         "--single-polls",
         action="store_true",
-        help="one record per poll instead of `storemon load`'s batches of a store's polls",
+        help="every poll sent on its own, in time order, through storemon.producer (which"
+        " sends partition batches), instead of `storemon load`'s batches of a store's polls",
     )
     sending.add_argument(
-        "--partition-batches",
+        "--record-per-poll",
         action="store_true",
-        help="every poll sent on its own through storemon.producer (partition batches)",
+        help="every poll sent on its own as one record (what a producer without"
+        " storemon.producer may do)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or generate(Path(scratch), args.stores)
         for workers in args.workers:
             prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-            if args.single_polls:
-                polls = produce_single_polls(data, prefix)
+            if args.record_per_poll:
+                polls = produce_record_per_poll(data, prefix)
                 print(f"produced {polls} polls, one record each", flush=True)
-            elif args.partition_batches:
+            elif args.single_polls:
                 started = time.perf_counter()
                 polls = produce_partition_batches(data, prefix)
                 print(

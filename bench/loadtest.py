@@ -3,8 +3,9 @@
     python -m bench.loadtest [--producers 4] [--rate 2000] [--seconds 60] [--batch 100]
                              [--invalid-share 0.01] [--report-every 10] [--stores 1000]
                              [--format json|ndjson|csv] [--host 127.0.0.1] [--seed 1]
+                             [--workers 1]
 
-It starts `storemon worker`, `storemon reporter` and `storemon api` under a fresh topic
+It starts `--workers` `storemon worker`s, `storemon reporter` and `storemon api` under a fresh topic
 prefix (`bench-load-<hex>-`) and a fresh reports schema, against the Kafka and PostgreSQL
 of KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (default: deploy/local's). Then:
 
@@ -17,8 +18,13 @@ of KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (default: deploy/local's). Then:
 - once the load ends, it waits for the worker to consume everything and triggers a last
   report.
 
-It prints the polls/s achieved, POST /events latency, trigger -> Complete latency, and the
-accounting, each line ending OK or MISMATCH (exit status 1 on any mismatch): polls sent =
+While the load runs, it reads every 2 s how long the oldest poll the workers have not
+consumed has waited (`storemon lag`'s lag seconds).
+
+It prints the polls/s achieved, POST /events latency, trigger -> Complete latency, whether
+the workers kept up (never more than KEPT_UP_BEHIND_S behind during the load, caught up
+within KEPT_UP_CATCH_UP_S of its end), and the accounting, each line ending OK or MISMATCH
+(exit status 1 on any): polls sent =
 accepted + rejected (the API's answers); rejected = invalid polls sent; accepted = the polls
 in what store-status gained (end offsets before and after); rejected = what the dead-letter
 topic gained; every report's rows = the stores in the workers' state.
@@ -60,11 +66,13 @@ from bench.common import (
     worker_progress,
 )
 from storemon.config import Settings
+from storemon.kafka.lag import consumer_lag
 from storemon.kafka.offsets import end_offsets, read_range
-from storemon.kafka.topics import TOPIC_STATUS, TOPIC_STATUS_DLQ, ensure_topics
-from storemon.messages.polls import decode_polls
+from storemon.kafka.topics import TOPIC_STATUS, TOPIC_STATUS_DLQ, ensure_topics, worker_app_id
+from storemon.messages.polls import decode_status
 from storemon.state.reader import StateReader
 from storemon.timebase import format_timestamp, now_us
+from storemon.tools.stack import plan_services
 
 MAX_SECONDS = 600.0
 MAX_PRODUCERS = 64
@@ -72,6 +80,12 @@ MAX_RATE = 50_000.0
 MAX_BATCH = 5_000
 MAX_STORES = 100_000
 MIN_REPORT_EVERY = 1.0
+#: The workers keep up when they are never further behind than this during the load...
+KEPT_UP_BEHIND_S = 30.0
+#: ... and have consumed everything this soon after it ends (issue 16).
+KEPT_UP_CATCH_UP_S = 10.0
+#: How often the workers' lag is read during the load.
+LAG_EVERY_S = 2.0
 HOUR_US = 3600 * 1_000_000
 CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
 #: What makes a poll invalid on purpose (each is rejected by every way in).
@@ -109,6 +123,7 @@ def refusals(args: argparse.Namespace, settings: Settings) -> list[str]:
         ("--stores", args.stores, 1, MAX_STORES),
         ("--report-every", args.report_every, MIN_REPORT_EVERY, MAX_SECONDS),
         ("--invalid-share", args.invalid_share, 0, 1),
+        ("--workers", args.workers, 1, settings.topic_partitions),
     ):
         if not low <= value <= high:
             problems.append(f"{name} must be between {low:g} and {high:g}, got {value:g}")
@@ -161,6 +176,8 @@ class Tally:
     failed_requests: int = 0
     latencies: list[float] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
+    #: How long the oldest poll not yet consumed had waited, read every LAG_EVERY_S.
+    behind_s: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -253,6 +270,22 @@ async def trigger_reports(
     tally.reports.extend(await asyncio.gather(*pending))
 
 
+def seconds_behind(settings: Settings) -> float:
+    """How long the oldest store-status record the workers have not consumed has waited."""
+    rows = consumer_lag(settings, 5.0, [worker_app_id(settings)], details=True)
+    status_topic = settings.topic(TOPIC_STATUS)
+    return max(
+        (row.lag_seconds or 0.0 for row in rows if row.topic == status_topic), default=0.0
+    )
+
+
+async def watch_lag(settings: Settings, until: float, tally: Tally) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        tally.behind_s.append(await asyncio.to_thread(seconds_behind, settings))
+        await asyncio.sleep(LAG_EVERY_S)
+
+
 async def wait_for_worker(settings: Settings, timeout: float = 900) -> float:
     """Seconds until the worker group has consumed every input record."""
     loop = asyncio.get_running_loop()
@@ -310,6 +343,7 @@ async def run(
             until = started + args.seconds
             await asyncio.gather(
                 trigger_reports(client, state, args.report_every, until, tally),
+                watch_lag(deployment.settings, until, tally),
                 *(produce(session, polls, args, until, tally) for _ in range(args.producers)),
             )
             elapsed = loop.time() - started
@@ -328,7 +362,7 @@ def polls_gained(settings: Settings, topic: str, start: dict[int, int]) -> tuple
     records = polls = 0
     for record in read_range(settings, topic, start, end_offsets(settings, topic)):
         records += 1
-        polls += len(decode_polls(record.key(), record.value()).polls)
+        polls += decode_status(record.key(), record.value()).count()
     return records, polls
 
 
@@ -354,6 +388,8 @@ def main() -> int:
     parser.add_argument("--format", choices=sorted(CONTENT_TYPES), default="json")
     parser.add_argument("--host", default="127.0.0.1", help="the API's address: loopback only")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="storemon workers sharing the partitions (at most their count)")
     args = parser.parse_args()
 
     problems = refusals(args, Settings.from_env())
@@ -371,10 +407,12 @@ def main() -> int:
     say(
         f"load: {args.producers} producers, {args.rate:,.0f} polls/s in batches of {args.batch} "
         f"({args.format}), {args.invalid_share:.1%} invalid, {args.seconds:g} s, a report "
-        f"every {args.report_every:g} s, {args.stores:,} stores; prefix {settings.topic_prefix}; "
+        f"every {args.report_every:g} s, {args.stores:,} stores, {args.workers} worker(s); "
+        f"prefix {settings.topic_prefix}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
-    with services(deployment, ["worker", "reporter", "api"], OUT / "loadtest-logs") as processes:
+    specs = plan_services(settings, args.workers, 1)
+    with services(deployment, specs, OUT / "loadtest-logs") as processes:
         result = asyncio.run(run(args, deployment, polls, processes))
     tally, elapsed = result.tally, result.elapsed
     records, accepted_polls = polls_gained(settings, status_topic, status_start)
@@ -400,6 +438,16 @@ def main() -> int:
         f"the worker consumed the rest {result.catch_up:.1f} s after the load ended; "
         f"last report (worker caught up): {result.last.seconds:.2f} s to Complete"
     )
+    behind = max(tally.behind_s, default=0.0)
+    say(f"workers behind during the load (read every {LAG_EVERY_S:g} s): p50 "
+        f"{percentile(tally.behind_s, 0.5):.1f} s, max {behind:.1f} s")
+    say("keeping up:")
+    kept_up = [
+        check(f"never more than {KEPT_UP_BEHIND_S:g} s behind during the load: at most "
+              f"{behind:.1f} s", behind <= KEPT_UP_BEHIND_S),
+        check(f"caught up within {KEPT_UP_CATCH_UP_S:g} s of the end: in "
+              f"{result.catch_up:.1f} s", result.catch_up <= KEPT_UP_CATCH_UP_S),
+    ]
     say("accounting:")
     reports = [*tally.reports, result.last]
     exact = sum(report.stores_before == report.rows == report.stores_after for report in reports)
@@ -418,7 +466,7 @@ def main() -> int:
               all(report.consistent for report in reports)
               and result.last.rows == result.last.stores_before == result.last.stores_after),
     ]
-    return 0 if all(results) else 1
+    return 0 if all(results) and all(kept_up) else 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from bench.common import (
 )
 from storemon.config import Settings
 from storemon.database import reports_db
+from storemon.tools.stack import plan_services
 
 BIG_CSV_BYTES = 64 * 2**20
 MB = 1e6
@@ -217,7 +218,10 @@ def main() -> None:
     deployment = Deployment.create(args.prefix)
     prepare_state(deployment.settings, args.data, deployment.env)
     logs = OUT / "reports-logs"
-    with services(deployment, ["reporter", "api"], logs):
+    reporter_and_api = [
+        spec for spec in plan_services(deployment.settings, 1, 1) if spec.command != "worker"
+    ]
+    with services(deployment, reporter_and_api, logs):
         reporter_started = time.monotonic()
         asyncio.run(measure(args, deployment.settings, deployment.api_url, reporter_started))
     say(f"reporter log (server-side timings): {logs / 'reporter.log'}")

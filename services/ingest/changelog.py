@@ -37,6 +37,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import MutableMapping
 from typing import Any, NoReturn
 
 import faust
@@ -83,7 +84,8 @@ def flush_until_sent() -> None:
 
 
 class ChangelogBatches:
-    """Writes to tables whose every write goes through here, per changelog partition."""
+    """Writes to stores (tables) whose every write goes through here, recorded in their
+    changelogs' partitions."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
@@ -102,19 +104,27 @@ class ChangelogBatches:
         # Faust awaits app.producer.flush() before it commits offsets.
         app.producer.flush = flush_with_open_batches  # type: ignore[method-assign]
 
-    def set(self, table: faust.Table, partition: int, key: bytes, value: bytes) -> None:
-        table.data[key] = value
-        self._append(table, partition, key, value)
+    def set(
+        self,
+        changelog: str,
+        store: MutableMapping[bytes, bytes],
+        partition: int,
+        key: bytes,
+        value: bytes,
+    ) -> None:
+        """`store[key] = value`, recorded in partition `partition` of `changelog`."""
+        store[key] = value
+        self._append(changelog, partition, key, value)
 
-    def delete(self, table: faust.Table, partition: int, key: bytes) -> None:
+    def delete(
+        self, changelog: str, store: MutableMapping[bytes, bytes], partition: int, key: bytes
+    ) -> None:
         """Drop `key` if held, with its tombstone."""
-        if table.data.pop(key, None) is not None:
-            self._append(table, partition, key, None)
+        if store.pop(key, None) is not None:
+            self._append(changelog, partition, key, None)
 
-    def _append(self, table: faust.Table, partition: int, key: bytes, value: bytes | None) -> None:
-        batches = self._batches.setdefault(
-            (table.changelog_topic.get_topic_name(), partition), deque()
-        )
+    def _append(self, changelog: str, partition: int, key: bytes, value: bytes | None) -> None:
+        batches = self._batches.setdefault((changelog, partition), deque())
         if batches and batches[-1].append(timestamp=None, key=key, value=value) is not None:
             return
         # None: full (and now closed), or no batch yet.

@@ -13,11 +13,12 @@ recovering, with an error line and a metric.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from faust.types import TP, EventT, StreamT
 from storemon.config import Settings
 from storemon.ingest.changelog import ChangelogBatches, flush_until_sent
 from storemon.ingest.parts import AppliedOffsets, PartMaker
+from storemon.ingest.recovery import PollDayRecovery
 from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
 from storemon.inputs.values import Poll, RowError
@@ -39,6 +41,7 @@ from storemon.kafka.topics import (
     TOPIC_STATUS_DLQ,
     TOPIC_TIMEZONES,
     WORKER_APP,
+    changelog_topic,
     input_partitions,
     worker_app_id,
     worker_data_dir,
@@ -56,21 +59,16 @@ from storemon.state.layout import (
     POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
-    StateRecordError,
-    check_record,
     decode_newest_poll,
     encode_newest_poll,
     latest_timestamp_us,
     newest_poll_key,
-    split_poll_day_key,
 )
 from storemon.state.retention import Retention
 
 log = logging.getLogger(__name__)
 
 
-#: Faust's changelog hook of a table: called with each record read back while recovering.
-ChangelogHook = Callable[[EventT], Awaitable[None]]
 #: Decodes a compacted-topic record to (store_id, canonical value or None to delete).
 Decoder = Callable[[bytes | None, bytes | None], tuple[str, bytes | None]]
 
@@ -140,41 +138,6 @@ def _faust_app(settings: Settings, partitions: int) -> faust.App:
         producer_linger=0.02,
         producer_compression_type="lz4",
     )
-
-
-def _poll_day_recovery(retention: Retention, metrics: WorkerMetrics) -> ChangelogHook:
-    """The hook that feeds retention each store-day read back from the changelog."""
-
-    async def recover_poll_day(event: EventT) -> None:
-        """Note each store-day read back from the changelog; skip one that breaks the layout."""
-        message = event.message
-        try:
-            check_record(POLLS_TABLE, message.key, message.value)
-        except StateRecordError as exc:
-            metrics.skipped_state_record(POLLS_TABLE)
-            log.error(
-                "skipped state record %s[%d]@%d: %s",
-                message.topic,
-                message.partition,
-                message.offset,
-                exc,
-            )
-            return
-        store_id, day = split_poll_day_key(message.key)
-        if message.value is None:
-            retention.discard(message.partition, store_id, day)
-        else:
-            newest_us = latest_timestamp_us(message.value)
-            retention.add(
-                message.partition,
-                store_id,
-                day,
-                message.key,
-                newest_us,
-                len(message.value) // POLL_BYTES,
-            )
-
-    return recover_poll_day
 
 
 @dataclass
@@ -271,15 +234,22 @@ def create_app(settings: Settings) -> faust.App:
     retention = Retention(time.monotonic)
     metrics = WorkerMetrics()
 
-    poll_days = app.Table(
-        POLLS_TABLE,
-        partitions=partitions,
-        on_changelog_event=_poll_day_recovery(retention, metrics),
-        **raw_table,
+    # The poll days are not a Faust table: the worker writes their changelog itself
+    # (ChangelogBatches) and rebuilds them from it (PollDayRecovery), each many times
+    # quicker than Faust's per-record machinery.
+    poll_days: dict[bytes, bytes] = {}
+    polls_changelog = changelog_topic(settings, POLLS_TABLE)
+    recovery = PollDayRecovery(
+        settings,
+        poll_days,
+        retention,
+        lambda: metrics.skipped_state_record(POLLS_TABLE),
+        lambda error: asyncio.ensure_future(app.crash(error)),
     )
     schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
     zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
     newest_poll = app.Table(NEWEST_POLL_TABLE, partitions=partitions, **raw_table)
+    newest_changelog = newest_poll.changelog_topic.get_topic_name()
 
     status_topic_name = status_topic.get_topic_name()
     intake = Intake(partitions, dlq_topic, metrics)
@@ -291,7 +261,7 @@ def create_app(settings: Settings) -> faust.App:
     parts = PartMaker(
         settings,
         retention,
-        poll_days.data,
+        poll_days,
         schedules.data,
         zones.data,
         offsets,
@@ -303,8 +273,8 @@ def create_app(settings: Settings) -> faust.App:
         them for retention, drop what retention says; the newest poll time written."""
         cutoff = retention.cutoff_us(partition, store_id)
         newest_written = None
-        for write in merge_batch(store_id, polls, cutoff, poll_days.data.get):
-            changelog.set(poll_days, partition, write.key, write.value)
+        for write in merge_batch(store_id, polls, cutoff, poll_days.get):
+            changelog.set(polls_changelog, poll_days, partition, write.key, write.value)
             newest_us = latest_timestamp_us(write.value)
             retention.add(
                 partition,
@@ -319,12 +289,14 @@ def create_app(settings: Settings) -> faust.App:
             *retention.pop_expired(partition, store_id),
             *retention.pop_stale(partition),
         ):
-            changelog.delete(poll_days, partition, expired)
+            changelog.delete(polls_changelog, poll_days, partition, expired)
         return newest_written
 
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
         async for event in offsets.events(stream):
+            if not await recovery.ready(event.message.partition):
+                continue  # handed over meanwhile: its new owner applies it
             if await intake.sent_to_its_partition(event, status_topic):
                 continue
             try:
@@ -356,7 +328,10 @@ def create_app(settings: Settings) -> faust.App:
                     newest_after = max(written_us, newest_after or written_us)
             if newest_after is not None and newest_after != newest_before:
                 # In this event's partition: a report's default as_of is read from here.
-                changelog.set(newest_poll, partition, newest_key, encode_newest_poll(newest_after))
+                changelog.set(
+                    newest_changelog, newest_poll.data, partition, newest_key,
+                    encode_newest_poll(newest_after),
+                )
             await changelog.send()
             if accepted:
                 metrics.accepted(event.message.topic, accepted)
@@ -393,7 +368,8 @@ def create_app(settings: Settings) -> faust.App:
         owned = {tp.partition for tp in assigned if tp.topic == status_topic.get_topic_name()}
         parts.keep_only(owned)
         for key in retention.keep_only(owned):
-            poll_days.data.pop(key, None)
+            poll_days.pop(key, None)
+        recovery.assign(owned)
         for table in (schedules, zones):
             store = table.data
             for key in [key for key in store if partition_of(key, partitions) not in owned]:
@@ -405,7 +381,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(tasks_topic)
     async def compute_report_parts(stream: StreamT) -> None:
         async for event in stream.events():
-            await parts.answer(event)
+            # A part of a partition not owned any more is its new owner's to compute.
+            if await recovery.ready(event.message.partition):
+                await parts.answer(event)
 
     @app.on_before_shutdown.connect
     async def close_database(app: faust.App, **kwargs: Any) -> None:
@@ -413,7 +391,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def unavailable(partition: int) -> str | None:
         """Why this worker may not answer for `partition` now (None: it may)."""
-        if app.rebalancing or app.in_recovery:
+        if app.rebalancing or app.in_recovery or recovery.rebuilding(partition):
             return "this worker's state is being rebuilt after a rebalance; try again shortly"
         if TP(status_topic_name, partition) not in app.consumer.assignment():
             return "owned by another worker"
@@ -460,7 +438,7 @@ def create_app(settings: Settings) -> faust.App:
     async def serve_state(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         """The size and newest poll of each state partition this worker owns (the API's
         /metrics gathers them from every owner)."""
-        if app.rebalancing or app.in_recovery:
+        if app.rebalancing or app.in_recovery or recovery.rebuilding():
             error = QueryError(503, "rebalancing", "this worker's state is being rebuilt")
             return web.json(error.body(), status=503, headers=error.headers)
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == status_topic_name}
@@ -483,7 +461,7 @@ def create_app(settings: Settings) -> faust.App:
     async def serve_readyz(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         """Readiness: not while the group rebalances or this worker rebuilds its tables
         (it answers no store query and computes no part then)."""
-        if app.rebalancing or app.in_recovery:
+        if app.rebalancing or app.in_recovery or recovery.rebuilding():
             return web.json({"status": "rebuilding its state after a rebalance"}, status=503)
         return web.json({"status": "ready"})
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -28,6 +28,7 @@ from storemon.state.layout import (
 from storemon.state.snapshot import PartitionSlice
 
 V = TypeVar("V")
+ViewT = TypeVar("ViewT", bound="View")
 log = logging.getLogger(__name__)
 
 @dataclass
@@ -93,6 +94,32 @@ class StateView:
         )
 
 
+@dataclass
+class TableValues:
+    """The latest value of every key of one table, as the worker's own store holds them
+    (key -> value), as of `offsets`: what a worker recovers its partitions' polls into."""
+
+    values: dict[bytes, bytes] = field(default_factory=dict)
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def apply(self, table: str, key: bytes | None, value: bytes | None) -> None:
+        """Take one changelog record; StateRecordError (and no change) if it is not valid."""
+        check_record(table, key, value)
+        assert key is not None  # check_record refuses a record without a key
+        if value is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = value
+
+
+class View(Protocol):
+    """What a StateReader keeps up to date."""
+
+    offsets: dict[str, dict[int, int]]
+
+    def apply(self, table: str, key: bytes | None, value: bytes | None) -> None: ...
+
+
 def _set_or_delete(mapping: dict[str, V], key: str, value: V | None) -> None:
     if value is None:
         mapping.pop(key, None)
@@ -100,17 +127,27 @@ def _set_or_delete(mapping: dict[str, V], key: str, value: V | None) -> None:
         mapping[key] = value
 
 
-class StateReader:
-    """Follows the worker's changelog topics and keeps a StateView up to date.
+class StateReader(Generic[ViewT]):
+    """Follows the worker's changelog topics and keeps a view (a StateView) up to date.
 
     `catch_up()` reads until every changelog partition's end offset as it was
-    when called, so the view then holds everything the workers had written.
+    when called, so the view then holds everything the workers had written. Given
+    `tables` and `partitions`, it reads only those.
     """
 
-    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str | None = None,
+        view: ViewT | None = None,
+        tables: tuple[str, ...] = TABLES,
+        partitions: set[int] | None = None,
+        fetch_max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.settings = settings
-        self.view = StateView()
-        self._table_of_topic = {changelog_topic(settings, table): table for table in TABLES}
+        self.view: ViewT = StateView() if view is None else view  # type: ignore[assignment]
+        self._table_of_topic = {changelog_topic(settings, table): table for table in tables}
+        self._partitions = partitions
         # Offsets are tracked by the reader itself (assign, no commits): every
         # reader must see the whole changelog whatever others have read.
         self._consumer = make_consumer(
@@ -119,8 +156,10 @@ class StateReader:
             **{
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": fetch_max_bytes,
+                "max.partition.fetch.bytes": fetch_max_bytes // 4,
+                # What librdkafka fetches ahead: at most a fetch (its default: 64 MiB).
+                "queued.max.messages.kbytes": max(fetch_max_bytes // 1024, 1024),
                 # The end-offset queries of catch_up() share the broker connection
                 # with fetches; at the default 500 ms an idle fetch held each query
                 # back that long (~6 s per catch_up with nothing new, 12 partitions).
@@ -142,6 +181,7 @@ class StateReader:
             if topic in metadata.topics
             for partition in metadata.topics[topic].partitions
             if (topic, partition) not in self._assigned
+            and (self._partitions is None or partition in self._partitions)
         ]
         if new:
             self._consumer.incremental_assign(new)

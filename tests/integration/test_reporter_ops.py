@@ -92,7 +92,8 @@ async def test_the_reporter_is_live_ready_and_serves_its_metrics(reporter, repor
         got = answer("/metrics")
         text = got[1] if got and got[0] == 200 else ""
         gathering = f"{names.REPORTER_PARTS_OUTSTANDING} {PARTITIONS}" in text
-        lag = f'topic="{status_topic}",partition="{s1_partition}"}} 1' in text
+        # prometheus_client writes labels in name order, values as floats.
+        lag = f'partition="{s1_partition}",topic="{status_topic}"}} 1.0' in text
         return text if gathering and lag else None
 
     text = wait_until(metrics, 60, "the report's parts and the poll's lag on /metrics",

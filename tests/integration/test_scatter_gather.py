@@ -260,7 +260,7 @@ async def test_an_owner_forgets_the_partitions_it_hands_over(
             async def stores_held() -> int:
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
                     text = await response.text()
-                return int(text.split("\nstoremon_worker_stores ")[1].split()[0])
+                return int(float(text.split("\nstoremon_worker_stores ")[1].split()[0]))
 
             assert await stores_held() == len(reported)
             fresh.start("worker-2", "worker")

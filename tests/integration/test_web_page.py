@@ -325,8 +325,8 @@ def test_the_operations_view_shows_the_consumer_lag_of_metrics(stack, browser):
         metrics = response.read().decode()
     served = {
         (group, topic, partition)
-        for group, topic, partition in re.findall(
-            r'^storemon_consumer_lag\{group="([^"]+)",topic="([^"]+)",partition="(\d+)"\}',
+        for group, partition, topic in re.findall(  # labels in name order
+            r'^storemon_consumer_lag\{group="([^"]+)",partition="(\d+)",topic="([^"]+)"\}',
             metrics,
             re.MULTILINE,
         )
@@ -351,8 +351,8 @@ def test_the_operations_view_shows_the_consumer_lag_of_metrics(stack, browser):
     assert "Dead letters" in tiles and "records in store-status-dlq" in tiles, tiles
     # The state's size, gathered by the API from the partitions' owner: every store of
     # the report (all of the data's polls are within its week).
-    held = sum(int(count) for count in re.findall(
-        r'^storemon_state_stores\{partition="\d+"\} (\d+)$', metrics, re.MULTILINE))
+    held = sum(int(float(count)) for count in re.findall(
+        r'^storemon_state_stores\{partition="\d+"\} (\S+)$', metrics, re.MULTILINE))
     assert held == stack.expected_csv.count(b"\n") - 1
     wait_for(browser, lambda d: "Stores held (per partition" in element(browser, "ops-state").text,
              SHOWN_S, "the state's figures")

@@ -199,6 +199,7 @@ class StateStores:
     """How many stores the workers' state holds (their changelogs, read incrementally)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.reader = StateReader(settings, group_id=settings.topic("bench-loadtest-state"))
         self.lock = asyncio.Lock()
 
@@ -209,6 +210,25 @@ class StateStores:
     async def count(self) -> int:
         async with self.lock:
             return await asyncio.to_thread(self._count)
+
+    async def count_once_committed(self, timeout: float = 120) -> int:
+        """The stores once the workers have committed every poll produced until now: a
+        worker writes its changelogs before each commit, not as it applies each poll."""
+        status_topic = self.settings.topic(TOPIC_STATUS)
+        ends = await asyncio.to_thread(end_offsets, self.settings, status_topic)
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await asyncio.to_thread(
+                consumer_lag, self.settings, 5.0, [worker_app_id(self.settings)]
+            )
+            committed = {
+                row.partition: row.committed or 0 for row in rows if row.topic == status_topic
+            }
+            if all(committed.get(partition, 0) >= end for partition, end in ends.items()):
+                return await self.count()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workers did not commit {status_topic} within {timeout} s")
+            await asyncio.sleep(0.2)
 
     def close(self) -> None:
         self.reader.close()
@@ -254,7 +274,7 @@ async def report(client: Client, state: StateStores) -> Report:
     started = time.perf_counter()
     summary = await client.until_complete(await client.trigger(), timeout=300, every=0.05)
     seconds = time.perf_counter() - started
-    return Report(seconds, int(summary["rows"]), before, await state.count())
+    return Report(seconds, int(summary["rows"]), before, await state.count_once_committed())
 
 
 async def trigger_reports(

@@ -19,16 +19,17 @@ running (a worker told to stop while the broker is away stops within a second).
 
 A Faust table write sends its changelog record on its own: a FutureMessage, a trip
 through the producer buffer and an aiokafka send with a future of its own, ~half of
-what a poll costs the worker when each poll touches another store (partition batches of
-single polls, issue 16). Here the worker writes the table's store directly and appends
-the record to an open aiokafka batch of that changelog partition. Full batches are
-handed to aiokafka as the agent goes; the open ones just before Faust flushes its
-producer, which it does before it commits offsets and when partitions are revoked, so a
-commit still covers only records aiokafka holds, and a worker killed loses nothing it
-committed (tests/integration/test_worker_state.py).
+what a poll cost the worker when each poll touches another store (partition batches of
+single polls, issue 16). Here the worker writes the table's store directly and notes the
+key; the keys written are sent as aiokafka record batches, each with its latest value,
+in the flush Faust awaits before each commit and when partitions are revoked (or
+sooner, once many), so a commit still covers only records aiokafka holds, and a worker
+killed loses nothing it committed (tests/integration/test_worker_state.py). A key
+written many times between commits is sent once, as Kafka Streams' record cache does: a
+store polled often rewrote its whole day value in the changelog at every poll.
 
-One record a key write, in write order per partition, as Faust's own sends: the
-changelogs read the same to Faust's recovery, the reporter and the tests.
+The changelogs read the same to the worker's recovery, Faust's, the reporter and the
+tests: the latest record of each key is its value.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import deque
 from collections.abc import MutableMapping
 from typing import Any, NoReturn
 
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 #: Exit status of a worker whose changelog records the broker never took: it stops at
 #: once, unlike a Faust shutdown, which would commit the offsets of what was lost.
 UNDELIVERED_EXIT = 75
+#: The agent sends the writes not sent yet once there are this many, without waiting for
+#: the next commit's flush (each key counted each time it is written).
+SEND_AFTER_WRITES = 20_000
 
 
 def stop_without_commit(reason: str) -> NoReturn:
@@ -85,24 +88,24 @@ def flush_until_sent() -> None:
 
 class ChangelogBatches:
     """Writes to stores (tables) whose every write goes through here, recorded in their
-    changelogs' partitions."""
+    changelogs' partitions: the latest value of each key written since the last send."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
-        #: (changelog topic, partition) -> its batches not handed to aiokafka yet, oldest
-        #: first; only the last one is open.
-        self._batches: dict[tuple[str, int], deque[BatchBuilder]] = {}
+        #: (changelog topic, partition) -> key -> its latest value (None: deleted) not sent
+        self._unsent: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        self._unsent_count = 0
         # One sender at a time (the agent, or a commit's flush), so each partition's
-        # batches reach aiokafka in the order they were filled.
+        # batches reach aiokafka in the order they were made.
         self._sending = asyncio.Lock()
         flush = app.producer.flush
 
-        async def flush_with_open_batches() -> None:
-            await self.send(including_open=True)
+        async def flush_with_unsent_writes() -> None:
+            await self.send()
             await flush()
 
         # Faust awaits app.producer.flush() before it commits offsets.
-        app.producer.flush = flush_with_open_batches  # type: ignore[method-assign]
+        app.producer.flush = flush_with_unsent_writes  # type: ignore[method-assign]
 
     def set(
         self,
@@ -112,43 +115,50 @@ class ChangelogBatches:
         key: bytes,
         value: bytes,
     ) -> None:
-        """`store[key] = value`, recorded in partition `partition` of `changelog`."""
+        """`store[key] = value`, to be recorded in partition `partition` of `changelog`."""
         store[key] = value
-        self._append(changelog, partition, key, value)
+        self._note(changelog, partition, key, value)
 
     def delete(
         self, changelog: str, store: MutableMapping[bytes, bytes], partition: int, key: bytes
     ) -> None:
         """Drop `key` if held, with its tombstone."""
         if store.pop(key, None) is not None:
-            self._append(changelog, partition, key, None)
+            self._note(changelog, partition, key, None)
 
-    def _append(self, changelog: str, partition: int, key: bytes, value: bytes | None) -> None:
-        batches = self._batches.setdefault((changelog, partition), deque())
-        if batches and batches[-1].append(timestamp=None, key=key, value=value) is not None:
-            return
-        # None: full (and now closed), or no batch yet.
-        batch = self._producer().create_batch()
-        if batch.append(timestamp=None, key=key, value=value) is None:
-            raise ValueError(f"a changelog record of {len(value or b'')} bytes fits no batch")
-        batches.append(batch)
+    def _note(self, changelog: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self._unsent.setdefault((changelog, partition), {})[key] = value
+        self._unsent_count += 1
 
-    async def send(self, including_open: bool = False) -> None:
-        """Hand the full batches to aiokafka, and the open ones too if `including_open`."""
+    @property
+    def many_unsent(self) -> bool:
+        """Whether the writes not sent yet are worth sending before the next commit."""
+        return self._unsent_count >= SEND_AFTER_WRITES
+
+    async def send(self) -> None:
+        """Hand every key written since the last send to aiokafka, its latest value."""
         async with self._sending:
-            # The agent may write on while a commit's flush awaits here: new partitions
-            # come after this list, new records into a new batch (this one closed first).
-            for (topic, partition), batches in list(self._batches.items()):
-                while batches and (including_open or len(batches) > 1):
-                    batches[0].close()
-                    try:
-                        delivered = await self._producer().send_batch(
-                            batches[0], topic, partition=partition
-                        )
-                    except Exception as exc:  # records of acknowledged input: never skip them
-                        stop_without_commit(repr(exc))
-                    batches.popleft()
-                    delivered.add_done_callback(_stop_unless_delivered)
+            # Taken whole before the first await: what the agent writes meanwhile is the
+            # next send's, so each key's values reach a partition in the order written.
+            unsent, self._unsent, self._unsent_count = self._unsent, {}, 0
+            producer = self._producer()
+            for (topic, partition), values in unsent.items():
+                batch = producer.create_batch()
+                for key, value in values.items():
+                    if batch.append(timestamp=None, key=key, value=value) is None:
+                        await self._send_batch(batch, topic, partition)
+                        batch = producer.create_batch()
+                        if batch.append(timestamp=None, key=key, value=value) is None:
+                            size = len(value or b"")
+                            stop_without_commit(f"a changelog record of {size} bytes fits no batch")
+                await self._send_batch(batch, topic, partition)
+
+    async def _send_batch(self, batch: BatchBuilder, topic: str, partition: int) -> None:
+        try:
+            delivered = await self._producer().send_batch(batch, topic, partition=partition)
+        except Exception as exc:  # records of acknowledged input: never skip them
+            stop_without_commit(repr(exc))
+        delivered.add_done_callback(_stop_unless_delivered)
 
     def _producer(self) -> AIOKafkaProducer:
         # The Faust producer's own aiokafka client: the batches share its connection, its

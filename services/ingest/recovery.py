@@ -105,6 +105,11 @@ class PollDayRecovery:
             await event.wait()
         return partition in self._owned
 
+    async def all_ready(self) -> None:
+        """Wait until every partition owned now is rebuilt."""
+        for partition in list(self._owned):
+            await self.ready(partition)
+
     async def _rebuild(self, partition: int) -> None:
         started = asyncio.get_running_loop().time()
         try:

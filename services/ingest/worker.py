@@ -332,7 +332,8 @@ def create_app(settings: Settings) -> faust.App:
                     newest_changelog, newest_poll.data, partition, newest_key,
                     encode_newest_poll(newest_after),
                 )
-            await changelog.send()
+            if changelog.many_unsent:
+                await changelog.send()
             if accepted:
                 metrics.accepted(event.message.topic, accepted)
 
@@ -358,6 +359,17 @@ def create_app(settings: Settings) -> faust.App:
 
     keep_latest_per_store(hours_topic, schedules, _canonical_schedule)
     keep_latest_per_store(zones_topic, zones, _canonical_zone)
+
+    async def rebuild_before_input_resumes() -> None:
+        """Faust awaits its tables' recover callbacks before it resumes their input
+        partitions: the poll days are rebuilt by then, as Faust's own tables are. (Rebuilt
+        while the input flowed, a restarted worker now and then never saw a partition's
+        first records after its committed offset, and so never committed past them.)"""
+        assignment = app.consumer.assignment()
+        recovery.assign({tp.partition for tp in assignment if tp.topic == status_topic_name})
+        await recovery.all_ready()
+
+    newest_poll.on_recover(rebuild_before_input_resumes)
 
     @app.on_partitions_assigned.connect
     async def forget_other_partitions(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:

@@ -59,12 +59,14 @@ class PollDayRecovery:
         #: Called for each changelog record skipped for breaking the state layout.
         on_skipped: Callable[[], None],
         on_failure: Callable[[BaseException], object],
+        read: Callable[[Settings, int], tuple[dict[bytes, bytes], int]] = read_poll_days,
     ) -> None:
         self._settings = settings
         self._poll_days = poll_days
         self._retention = retention
         self._on_skipped = on_skipped
         self._on_failure = on_failure
+        self._read = read
         #: The partitions this worker owns, as last assigned.
         self._owned: set[int] = set()
         #: partition -> set once its poll days are rebuilt, or it is not owned after all
@@ -106,14 +108,17 @@ class PollDayRecovery:
         return partition in self._owned
 
     async def all_ready(self) -> None:
-        """Wait until every partition owned now is rebuilt."""
+        """Wait until every partition owned now is rebuilt (or assigned away meanwhile:
+        its event is set then, and never made anew here, which nobody would set)."""
         for partition in list(self._owned):
-            await self.ready(partition)
+            event = self._ready.get(partition)
+            if event is not None and not event.is_set():
+                await event.wait()
 
     async def _rebuild(self, partition: int) -> None:
         started = asyncio.get_running_loop().time()
         try:
-            days, skipped = await asyncio.to_thread(read_poll_days, self._settings, partition)
+            days, skipped = await asyncio.to_thread(self._read, self._settings, partition)
             for _ in range(skipped):
                 self._on_skipped()
             for number, (key, value) in enumerate(days.items(), 1):

@@ -143,11 +143,14 @@ class StateReader(Generic[ViewT]):
         tables: tuple[str, ...] = TABLES,
         partitions: set[int] | None = None,
         fetch_max_bytes: int = 64 * 1024 * 1024,
+        batch_messages: int = 100_000,
     ) -> None:
         self.settings = settings
         self.view: ViewT = StateView() if view is None else view  # type: ignore[assignment]
         self._table_of_topic = {changelog_topic(settings, table): table for table in tables}
         self._partitions = partitions
+        #: Records taken from the consumer at once (each a Message object until applied).
+        self._batch_messages = batch_messages
         # Offsets are tracked by the reader itself (assign, no commits): every
         # reader must see the whole changelog whatever others have read.
         self._consumer = make_consumer(
@@ -229,7 +232,7 @@ class StateReader(Generic[ViewT]):
         return {topic: dict(parts) for topic, parts in self.view.offsets.items()}
 
     def _poll_batch(self) -> Iterator[tuple[str, int, bytes | None, bytes | None, int]]:
-        for message in self._consumer.consume(num_messages=100_000, timeout=0.2):
+        for message in self._consumer.consume(num_messages=self._batch_messages, timeout=0.2):
             error = message.error()
             if error is not None:
                 raise RuntimeError(f"reading state changelog: {error}")

@@ -13,7 +13,9 @@ exit with 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import ctypes.util
 import functools
 import importlib
 import inspect
@@ -397,7 +399,21 @@ def _add_services(subcommands: Any) -> None:
         _add_loglevel(parser)
 
 
+#: glibc's mallopt parameter for the most malloc arenas (malloc.h's M_ARENA_MAX).
+_M_ARENA_MAX = -8
+
+
+def _few_malloc_arenas() -> None:
+    """At most two glibc malloc arenas, as MALLOC_ARENA_MAX=2 would: by default each thread
+    that allocates (librdkafka's, the changelog readers') may get one of up to 8 per core,
+    and an owner of 56,000 stores then kept ~130 MiB more (BENCHMARKS.md). Every service:
+    they all run librdkafka's threads. Not glibc: no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(_M_ARENA_MAX, 2)
+
+
 def _run_service(service: Service, args: argparse.Namespace) -> int:
+    _few_malloc_arenas()  # before any thread starts
     # Imported here: each command pays only for its own imports.
     run = getattr(importlib.import_module(service.module), service.function)
     settings = Settings.from_env()

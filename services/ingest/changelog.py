@@ -30,6 +30,12 @@ store polled often rewrote its whole day value in the changelog at every poll.
 
 The changelogs read the same to the worker's recovery, Faust's, the reporter and the
 tests: the latest record of each key is its value.
+
+Writes not sent yet can be dropped (`drop_unsent`): by a worker that learns it was out
+of its group (frozen past its session), whose partitions others may have owned and
+written meanwhile. Its input offsets covering them were never committed (each commit
+sends every write made before its offsets were taken), and no commit whose offsets were
+taken before the drop goes through after it.
 """
 
 from __future__ import annotations
@@ -37,16 +43,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from faust.types.tuples import FutureMessage
 
 log = logging.getLogger(__name__)
+
+#: The `ChangelogBatches.drops` count when the commit running in this task took its offsets.
+_DROPS_BEFORE_COMMIT: ContextVar[int] = ContextVar("drops_before_commit")
 
 #: Exit status of a worker whose changelog records the broker never took: it stops at
 #: once, unlike a Faust shutdown, which would commit the offsets of what was lost.
@@ -95,6 +106,8 @@ class ChangelogBatches:
         #: (changelog topic, partition) -> key -> its latest value (None: deleted) not sent
         self._unsent: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
         self._unsent_count = 0
+        #: How many times the writes not sent were dropped.
+        self.drops = 0
         # One sender at a time (the agent, or a commit's flush), so each partition's
         # batches reach aiokafka in the order they were made.
         self._sending = asyncio.Lock()
@@ -106,6 +119,28 @@ class ChangelogBatches:
 
         # Faust awaits app.producer.flush() before it commits offsets.
         app.producer.flush = flush_with_unsent_writes  # type: ignore[method-assign]
+
+        # Faust's consumer takes a commit's offsets in _commit_tps, then flushes, then
+        # commits them in _commit: a commit is dropped there if writes were dropped since.
+        consumer = app.consumer
+        commit_tps, commit = consumer._commit_tps, consumer._commit  # type: ignore[attr-defined]
+
+        async def commit_tps_noting_drops(tps: Iterable[TP], start_new_transaction: bool) -> bool:
+            noted = _DROPS_BEFORE_COMMIT.set(self.drops)
+            try:
+                return await commit_tps(tps, start_new_transaction)  # type: ignore[no-any-return]
+            finally:
+                _DROPS_BEFORE_COMMIT.reset(noted)
+
+        async def commit_unless_dropped(offsets: Mapping[TP, int]) -> bool:
+            if _DROPS_BEFORE_COMMIT.get(self.drops) != self.drops:
+                log.warning("offsets not committed: the writes of the input they cover were "
+                            "dropped meanwhile (%s)", dict(offsets))
+                return False
+            return await commit(offsets)  # type: ignore[no-any-return]
+
+        consumer._commit_tps = commit_tps_noting_drops  # type: ignore[attr-defined]
+        consumer._commit = commit_unless_dropped  # type: ignore[attr-defined]
 
     def set(
         self,
@@ -129,6 +164,11 @@ class ChangelogBatches:
     def _note(self, changelog: str, partition: int, key: bytes, value: bytes | None) -> None:
         self._unsent.setdefault((changelog, partition), {})[key] = value
         self._unsent_count += 1
+
+    def drop_unsent(self) -> None:
+        """Forget every write not sent yet (see above)."""
+        self._unsent, self._unsent_count = {}, 0
+        self.drops += 1
 
     @property
     def many_unsent(self) -> bool:

@@ -63,6 +63,8 @@ class PollDayRecovery:
         #: Called for each changelog record skipped for breaking the state layout.
         on_skipped: Callable[[], None],
         on_failure: Callable[[BaseException], object],
+        #: Called with each partition once rebuilt, before anything waiting for it resumes.
+        on_rebuilt: Callable[[int], None],
         read: Callable[[Settings, int], tuple[dict[bytes, bytes], int]] = read_poll_days,
     ) -> None:
         self._settings = settings
@@ -70,6 +72,7 @@ class PollDayRecovery:
         self._retention = retention
         self._on_skipped = on_skipped
         self._on_failure = on_failure
+        self._on_rebuilt = on_rebuilt
         self._read = read
         #: The partitions this worker owns, as last assigned.
         self._owned: set[int] = set()
@@ -105,12 +108,15 @@ class PollDayRecovery:
 
         A partition's records can come before the signal that makes it this worker's
         (Faust resumes its input once Faust's own tables are recovered), so an unknown
-        partition is waited for too: `assign` either rebuilds it or turns it away.
+        partition is waited for too: `assign` either rebuilds it or turns it away. One
+        turned away and assigned again meanwhile is waited for anew: it is rebuilt again.
         """
-        event = self._ready.setdefault(partition, asyncio.Event())
-        if not event.is_set():
-            await event.wait()
-        return partition in self._owned
+        while True:
+            event = self._ready.setdefault(partition, asyncio.Event())
+            if not event.is_set():
+                await event.wait()
+            if partition not in self._owned or self._ready.get(partition) is event:
+                return partition in self._owned
 
     async def all_ready(self) -> None:
         """Wait until every partition owned now is rebuilt (or assigned away meanwhile:
@@ -143,6 +149,7 @@ class PollDayRecovery:
             self._on_failure(exc)
             raise
         self._rebuilding.pop(partition, None)
+        self._on_rebuilt(partition)
         self._ready[partition].set()
         log.info(
             "rebuilt partition %d's poll days: %d store-days in %.1f s",

@@ -59,7 +59,6 @@ from storemon.state.layout import (
     POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
-    decode_newest_poll,
     encode_newest_poll,
     latest_timestamp_us,
     newest_poll_key,
@@ -239,22 +238,38 @@ def create_app(settings: Settings) -> faust.App:
     # quicker than Faust's per-record machinery.
     poll_days: dict[bytes, bytes] = {}
     polls_changelog = changelog_topic(settings, POLLS_TABLE)
+    # Each partition's newest poll, as last written to its record in the newest_poll
+    # changelog (where reports find their default as_of): the greatest poll time of the
+    # partition's days, so rebuilt with them. (As a Faust table, Faust's recovery of a
+    # partition kept through a rebalance rolled it back to its changelog's value while
+    # a newer one was not sent yet.)
+    newest_written: dict[bytes, bytes] = {}
+    newest_changelog = changelog_topic(settings, NEWEST_POLL_TABLE)
+    # Every write of the worker's own tables goes through it, so that their records keep
+    # their order.
+    changelog = ChangelogBatches(app)
+
+    def note_newest_poll(partition: int) -> None:
+        newest_us = retention.max_timestamp_us.get(partition)
+        if newest_us is None:
+            return
+        key, value = newest_poll_key(partition), encode_newest_poll(newest_us)
+        if newest_written.get(key) != value:
+            changelog.set(newest_changelog, newest_written, partition, key, value)
+
     recovery = PollDayRecovery(
         settings,
         poll_days,
         retention,
         lambda: metrics.skipped_state_record(POLLS_TABLE),
         lambda error: asyncio.ensure_future(app.crash(error)),
+        on_rebuilt=note_newest_poll,
     )
     schedules = app.Table(SCHEDULES_TABLE, partitions=partitions, **raw_table)
     zones = app.Table(ZONES_TABLE, partitions=partitions, **raw_table)
-    newest_poll = app.Table(NEWEST_POLL_TABLE, partitions=partitions, **raw_table)
-    newest_changelog = newest_poll.changelog_topic.get_topic_name()
 
     status_topic_name = status_topic.get_topic_name()
     intake = Intake(partitions, dlq_topic, metrics)
-    # Every write of the poll tables goes through it, so that their records keep their order.
-    changelog = ChangelogBatches(app)
     offsets = AppliedOffsets()
     # Parts read the tables' stores: a store's get skips the table's per-key hooks, a
     # sixth of the cost, ~130,000 times for a Loop-scale report.
@@ -268,29 +283,25 @@ def create_app(settings: Settings) -> faust.App:
         metrics.report_parts,
     )
 
-    def apply_polls(partition: int, store_id: str, polls: list[Poll]) -> int | None:
+    def apply_polls(partition: int, store_id: str, polls: list[Poll]) -> None:
         """Merge a store's polls into its days (one table write per day changed), note
-        them for retention, drop what retention says; the newest poll time written."""
+        them for retention, drop what retention says."""
         cutoff = retention.cutoff_us(partition, store_id)
-        newest_written = None
         for write in merge_batch(store_id, polls, cutoff, poll_days.get):
             changelog.set(polls_changelog, poll_days, partition, write.key, write.value)
-            newest_us = latest_timestamp_us(write.value)
             retention.add(
                 partition,
                 store_id,
                 write.day,
                 write.key,
-                newest_us,
+                latest_timestamp_us(write.value),
                 len(write.value) // POLL_BYTES,
             )
-            newest_written = max(newest_us, newest_written or newest_us)
         for expired in (
             *retention.pop_expired(partition, store_id),
             *retention.pop_stale(partition),
         ):
             changelog.delete(polls_changelog, poll_days, partition, expired)
-        return newest_written
 
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
@@ -307,10 +318,6 @@ def create_app(settings: Settings) -> faust.App:
             for error, raw_entry in polls.rejected:
                 await intake.reject(event, error, raw_entry)
             partition = event.message.partition
-            newest_key = newest_poll_key(partition)
-            held_newest = newest_poll.data.get(newest_key)
-            newest_before = None if held_newest is None else decode_newest_poll(held_newest)
-            newest_after = newest_before
             accepted = 0
             for store_id, store_polls in polls.by_store.items():
                 # A store held here is of this partition: murmur2 only for the others.
@@ -323,15 +330,8 @@ def create_app(settings: Settings) -> faust.App:
                     await intake.send_on(event, status_topic, store_id, store_polls)
                     continue
                 accepted += len(store_polls)
-                written_us = apply_polls(partition, store_id, store_polls)
-                if written_us is not None:
-                    newest_after = max(written_us, newest_after or written_us)
-            if newest_after is not None and newest_after != newest_before:
-                # In this event's partition: a report's default as_of is read from here.
-                changelog.set(
-                    newest_changelog, newest_poll.data, partition, newest_key,
-                    encode_newest_poll(newest_after),
-                )
+                apply_polls(partition, store_id, store_polls)
+            note_newest_poll(partition)
             if changelog.many_unsent:
                 await changelog.send()
             if accepted:
@@ -369,7 +369,9 @@ def create_app(settings: Settings) -> faust.App:
         recovery.assign({tp.partition for tp in assignment if tp.topic == status_topic_name})
         await recovery.all_ready()
 
-    newest_poll.on_recover(rebuild_before_input_resumes)
+    schedules.on_recover(rebuild_before_input_resumes)
+    #: The group generation of this worker's last assignment.
+    generation: int | None = None
 
     @app.on_partitions_assigned.connect
     async def forget_other_partitions(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
@@ -377,18 +379,32 @@ def create_app(settings: Settings) -> faust.App:
         the table entries its agents wrote there (Faust drops only those it recovered).
         Only from the stores, so nothing reaches the changelogs; a partition assigned
         again is recovered from its changelog whole."""
-        owned = {tp.partition for tp in assigned if tp.topic == status_topic.get_topic_name()}
-        parts.keep_only(owned)
-        for key in retention.keep_only(owned):
+        nonlocal generation
+        owned = {tp.partition for tp in assigned if tp.topic == status_topic_name}
+        kept = owned
+        if generation is not None and app.consumer_generation_id != generation + 1:
+            # This worker missed a generation of its group (frozen past its session):
+            # others may have owned its partitions and written their changelogs since,
+            # so what it holds and has not sent may be stale. Dropped; each partition it
+            # gets back is rebuilt, and its input taken again from the committed offsets.
+            log.warning(
+                "this worker was out of its group from generation %d to %d: rebuilding "
+                "every partition it owns", generation, app.consumer_generation_id,
+            )
+            changelog.drop_unsent()
+            kept = set()
+        generation = app.consumer_generation_id
+        parts.keep_only(kept)
+        for key in retention.keep_only(kept):
             poll_days.pop(key, None)
+        for key in newest_written.keys() - {newest_poll_key(partition) for partition in kept}:
+            del newest_written[key]
+        recovery.assign(kept)
         recovery.assign(owned)
         for table in (schedules, zones):
             store = table.data
             for key in [key for key in store if partition_of(key, partitions) not in owned]:
                 del store[key]
-        owned_keys = {newest_poll_key(partition) for partition in owned}
-        for key in newest_poll.data.keys() - owned_keys:
-            del newest_poll.data[key]
 
     @app.agent(tasks_topic)
     async def compute_report_parts(stream: StreamT) -> None:

@@ -18,10 +18,13 @@ from storemon.config import Settings
 from storemon.inputs.values import Poll
 from storemon.kafka.clients import make_producer
 from storemon.kafka.lag import consumer_lag
-from storemon.kafka.offsets import end_offsets
-from storemon.kafka.topics import ensure_topics
+from storemon.kafka.offsets import end_offsets, read_range
+from storemon.kafka.partitioning import partition_of
+from storemon.kafka.topics import changelog_topic, ensure_topics
 from storemon.messages.polls import encode_poll
+from storemon.state.layout import POLL_BYTES, POLLS_TABLE, decode_day, poll_day_key
 from storemon.state.reader import StateReader, StateView
+from storemon.timebase import US_PER_DAY, format_timestamp
 
 T = TypeVar("T")
 STOREMON = [sys.executable, "-m", "storemon.cli"]
@@ -177,3 +180,21 @@ def run_load(env: dict[str, str], files: dict[str, Path]) -> subprocess.Complete
     )
     assert "Traceback" not in run.stderr, run.stderr
     return run
+
+
+def changelog_history(settings: Settings, store_id: str, stamp_us: int) -> str:
+    """Every value the poll's store-day had in its changelog, oldest first: whether each
+    held the poll (for a test's failure message)."""
+    topic = changelog_topic(settings, POLLS_TABLE)
+    key = poll_day_key(store_id, stamp_us // US_PER_DAY)
+    partition = partition_of(store_id.encode(), settings.topic_partitions)
+    end = {partition: end_offsets(settings, topic)[partition]}
+    lines = [f"{store_id} lost its poll at {format_timestamp(stamp_us)}; {topic}[{partition}]:"]
+    for message in read_range(settings, topic, {}, end):
+        if message.key() == key:
+            value = message.value() or b""
+            lines.append(
+                f"  @{message.offset()} ts={message.timestamp()[1]}"
+                f" polls={len(value) // POLL_BYTES} holds it: {stamp_us in decode_day(value)}"
+            )
+    return "\n".join(lines) + "\n"

@@ -18,12 +18,9 @@ from storemon.messages.schedules import decode_schedule, encode_schedule
 from storemon.messages.zones import encode_zone
 from storemon.producer import PollProducer
 from storemon.state.layout import (
-    POLL_BYTES,
     POLLS_TABLE,
     SCHEDULES_TABLE,
     ZONES_TABLE,
-    decode_day,
-    poll_day_key,
 )
 from storemon.state.retention import RETAINED_US
 from storemon.timebase import format_timestamp, now_us
@@ -31,6 +28,7 @@ from storemon.timebase import format_timestamp, now_us
 from .services import (
     ServiceProcess,
     StateProbe,
+    changelog_history,
     expected_view,
     free_port,
     produce_polls,
@@ -314,7 +312,7 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
         ]
         return (
             f"polls missing from state: {len(missing)}; worker group lag: {worker_lag(settings)}\n"
-            + "".join(_changelog_history(settings, *lost) for lost in missing[:3])
+            + "".join(changelog_history(settings, *lost) for lost in missing[:3])
             + first.log_tail()
             + second.log_tail()
         )
@@ -326,24 +324,6 @@ def test_a_worker_killed_mid_stream_recovers_without_loss_or_doubles(deployment)
         what_differs,
     )
     assert probe.view().poll_count() == len(polls)
-
-
-def _changelog_history(settings, store_id: str, stamp_us: int) -> str:
-    """Every value the poll's store-day had in its changelog, oldest first: whether each
-    held the poll."""
-    topic = changelog_topic(settings, POLLS_TABLE)
-    key = poll_day_key(store_id, stamp_us // US_PER_DAY)
-    partition = partition_of(store_id.encode(), settings.topic_partitions)
-    end = {partition: end_offsets(settings, topic)[partition]}
-    lines = [f"{store_id} lost its poll at {format_timestamp(stamp_us)}; {topic}[{partition}]:"]
-    for message in read_range(settings, topic, {}, end):
-        if message.key() == key:
-            value = message.value() or b""
-            lines.append(
-                f"  @{message.offset()} ts={message.timestamp()[1]}"
-                f" polls={len(value) // POLL_BYTES} holds it: {stamp_us in decode_day(value)}"
-            )
-    return "\n".join(lines) + "\n"
 
 
 def _members_partitions(settings) -> list[set[int]] | None:

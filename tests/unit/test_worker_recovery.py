@@ -32,14 +32,17 @@ class HeldReads:
         return {poll_day_key(f"store-{partition}", 19_375): DAY_VALUE}, 0
 
 
-def recovery_with(reads: HeldReads, poll_days: dict[bytes, bytes]) -> PollDayRecovery:
+def recovery_with(
+    reads: HeldReads, poll_days: dict[bytes, bytes], rebuilt: list[int] | None = None
+) -> PollDayRecovery:
     return PollDayRecovery(
         Settings.from_env(),
         poll_days,
         Retention(lambda: 0.0),
         lambda: None,
         lambda error: None,
-        reads,
+        on_rebuilt=(rebuilt if rebuilt is not None else []).append,
+        read=reads,
     )
 
 
@@ -74,3 +77,22 @@ async def test_input_of_a_partition_waits_for_its_rebuild_and_skips_it_once_gone
     recovery.assign({2})
     assert await asyncio.wait_for(waiting, 5) is False
     reads.release(3)
+
+
+async def test_input_waits_again_for_a_partition_assigned_anew_while_it_waited():
+    """A worker that missed a generation of its group has every partition it gets back
+    rebuilt (turned away, then assigned again at once): input that waited for the first
+    rebuild must wait for the second, not apply to a partition being rebuilt."""
+    reads, poll_days, rebuilt = HeldReads(), {}, []
+    recovery = recovery_with(reads, poll_days, rebuilt)
+    recovery.assign({4})
+    waiting = asyncio.ensure_future(recovery.ready(4))
+    await asyncio.sleep(0)  # waits for partition 4's first rebuild
+    recovery.assign(set())
+    recovery.assign({4})
+    done, _ = await asyncio.wait({waiting}, timeout=0.2)
+    assert not done, "input resumed while its partition was being rebuilt again"
+    reads.release(4)
+    assert await asyncio.wait_for(waiting, 5) is True
+    assert rebuilt == [4]
+    assert list(poll_days) == [poll_day_key("store-4", 19_375)]

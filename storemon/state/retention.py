@@ -78,16 +78,6 @@ class Retention:
             self.max_timestamp_us.get(partition, newest_us), newest_us
         )
 
-    def discard(self, partition: int, store_id: str, day: int) -> None:
-        """Forget a key deleted meanwhile (a tombstone read while recovering)."""
-        stores = self._stores.get(partition, {})
-        held = stores.get(store_id)
-        if held is not None:
-            held.keys.pop(day, None)
-            self._forget_polls(partition, held, [day])
-            if not held.keys:
-                del stores[store_id]
-
     def keep_only(self, partitions: set[int]) -> list[bytes]:
         """Forget every other partition (no longer this worker's); the keys it held."""
         gone = self._stores.keys() - partitions

@@ -115,13 +115,19 @@ class PartMaker:
             )
             return
         started = time.monotonic()
+        # Taken before anything is awaited: the caller saw the partition ready, and a
+        # rebuild of it may begin at the next await.
+        part = self.slice(task.partition, task.store_ids)
+        state_offsets = self.offsets.of_partition(
+            [self.settings.topic(topic) for topic in INPUT_TOPICS], task.partition
+        )
         if not await self._database(
             lambda c: report_parts.part_wanted(c, task.report_id, task.partition)
         ):
             self.outcomes["skipped"] += 1
             return
         try:
-            rows = await self._compute(task)
+            rows = await self._compute(task, part)
         except Exception as exc:  # Any: a part that cannot be made must end its report.
             self.outcomes["failed"] += 1
             log.exception("part %d of report %s failed", task.partition, task.report_id,
@@ -135,9 +141,7 @@ class PartMaker:
                 task.report_id,
                 task.partition,
                 rows,
-                state_offsets=self.offsets.of_partition(
-                    [self.settings.topic(topic) for topic in INPUT_TOPICS], task.partition
-                ),
+                state_offsets=state_offsets,
                 computed_by=self._name,
             )
         )
@@ -184,8 +188,7 @@ class PartMaker:
                 log.error("zone of store %r in state is invalid, taken as none: %s",
                           store_id, exc)
 
-    async def _compute(self, task: ReportTask) -> list[tuple[str, str]]:
-        part = self.slice(task.partition, task.store_ids)
+    async def _compute(self, task: ReportTask, part: PartitionSlice) -> list[tuple[str, str]]:
         builder = self._builders.setdefault(task.partition, SnapshotBuilder())
 
         def rows() -> list[tuple[str, str]]:

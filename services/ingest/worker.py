@@ -306,8 +306,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(status_topic)
     async def absorb_status(stream: StreamT) -> None:
         async for event in offsets.events(stream):
-            if not await recovery.ready(event.message.partition):
+            partition = event.message.partition
+            if not await recovery.ready(partition):
                 continue  # handed over meanwhile: its new owner applies it
+            # Nothing is awaited from here to the last write of the event's polls, so
+            # that no rebuild of the partition can begin in between (it would overwrite
+            # them with older values); dead letters and polls sent on go after.
             if await intake.sent_to_its_partition(event, status_topic):
                 continue
             try:
@@ -315,9 +319,7 @@ def create_app(settings: Settings) -> faust.App:
             except RowError as error:
                 await intake.reject(event, error)
                 continue
-            for error, raw_entry in polls.rejected:
-                await intake.reject(event, error, raw_entry)
-            partition = event.message.partition
+            elsewhere: dict[str, list[Poll]] = {}
             accepted = 0
             for store_id, store_polls in polls.by_store.items():
                 # A store held here is of this partition: murmur2 only for the others.
@@ -325,13 +327,17 @@ def create_app(settings: Settings) -> faust.App:
                     not retention.holds(partition, store_id)
                     and partition_of(store_id.encode(), partitions) != partition
                 ):
-                    # A partition batch's entry of another partition's store: never
-                    # applied here; sent on, keyed, to its own partition.
-                    await intake.send_on(event, status_topic, store_id, store_polls)
+                    elsewhere[store_id] = store_polls
                     continue
                 accepted += len(store_polls)
                 apply_polls(partition, store_id, store_polls)
             note_newest_poll(partition)
+            for error, raw_entry in polls.rejected:
+                await intake.reject(event, error, raw_entry)
+            for store_id, store_polls in elsewhere.items():
+                # A partition batch's entry of another partition's store: never applied
+                # here; sent on, keyed, to its own partition.
+                await intake.send_on(event, status_topic, store_id, store_polls)
             if changelog.many_unsent:
                 await changelog.send()
             if accepted:

@@ -28,8 +28,8 @@ FIRST_EVERY = 10
 
 @pytest.fixture
 def stack(kafka_bootstrap, postgres_dsn, tmp_path):
-    # A killed worker's partitions move to its successor once its session
-    # expires: 10 s here instead of Faust's 60 (a Faust setting read from the
+    # A killed or frozen worker's partitions move on once its session expires: 6 s
+    # here (the broker's least) instead of the worker's 15 (a Faust setting read from the
     # environment).
     running = Stack.create(
         kafka_bootstrap,
@@ -37,7 +37,7 @@ def stack(kafka_bootstrap, postgres_dsn, tmp_path):
         tmp_path,
         stores=STORES,
         seed=31,
-        BROKER_SESSION_TIMEOUT="10",
+        BROKER_SESSION_TIMEOUT="6",
     )
     try:
         yield running

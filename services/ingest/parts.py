@@ -168,9 +168,10 @@ class PartMaker:
 
     def add_store(self, part: PartitionSlice, store_id: str, days: Mapping[int, bytes]) -> None:
         """Add a store's polls (from its day keys `days`), schedule and zone to `part`.
-        Values are copied by reference: the tables keep changing meanwhile."""
+        Values are taken by reference (the tables replace them, never change them): the
+        slice stays as it was taken while the tables keep changing."""
         poll_day = self.poll_days.get
-        polls = b"".join(
+        polls = tuple(
             value for day in sorted(days) if (value := poll_day(days[day])) is not None
         )
         if polls:

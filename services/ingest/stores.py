@@ -150,7 +150,7 @@ class StoreAnswers:
                     engine.REPORT_COLUMNS[1:], report.figures[0].tolist(), strict=True
                 )
             }
-        held = np.frombuffer(part.polls.get(store_id, b""), dtype=POLL_DTYPE)
+        held = np.frombuffer(part.polls_of(store_id), dtype=POLL_DTYPE)
         until = int(np.searchsorted(held["timestamp_us"], as_of_us, side="right"))
         latest = None if until == 0 else _poll(int(held["timestamp_us"][until - 1]),
                                                bytes(held["status"][until - 1]))
@@ -181,7 +181,7 @@ class StoreAnswers:
                                         ("since", "until", "after"))
         limit = _limit(query)
         store_id, partition, part = self._held(raw_store_id)
-        held = np.frombuffer(part.polls.get(store_id, b""), dtype=POLL_DTYPE)
+        held = np.frombuffer(part.polls_of(store_id), dtype=POLL_DTYPE)
         times = held["timestamp_us"]
         first = 0 if since_us is None else int(np.searchsorted(times, since_us, side="left"))
         if after_us is not None:

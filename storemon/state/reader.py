@@ -80,7 +80,7 @@ class StateView:
         """Every store's state, as a report part would be computed from it."""
         return PartitionSlice(
             polls={
-                store_id: b"".join(days[day] for day in sorted(days))
+                store_id: tuple(days[day] for day in sorted(days))
                 for store_id, days in sorted(self.poll_days.items())
             },
             schedules=dict(self.schedules),

@@ -1,9 +1,9 @@
 """The report engine's inputs from a slice of the workers' state.
 
 A slice is some stores of one state partition as its owner holds them: each store's
-polls (its day values end to end, in time order), schedule value and zone. A part is
-computed a chunk of stores at a time, so the engine's temporary arrays stay bounded
-by the chunk, not by the partition.
+polls (its day values, in time order), schedule value and zone. A part is computed a
+chunk of stores at a time, so the engine's temporary arrays, and the polls joined
+into one buffer, stay bounded by the chunk, not by the partition.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 
 import numpy as np
 
@@ -31,8 +31,10 @@ _ROW_FIELDS = 3
 class PartitionSlice:
     """Some stores' state, as a report part is computed from it."""
 
-    #: store_id -> its polls in time order, end to end (layout.POLL_DTYPE records)
-    polls: dict[str, bytes] = field(default_factory=dict)
+    #: store_id -> its polls in time order (layout.POLL_DTYPE records), in pieces read end
+    #: to end: the tables' own day values, referenced, not copied (joined per chunk; a
+    #: partition's polls joined at once were a second copy of its state)
+    polls: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
     #: store_id -> the schedule's JSON value (as the worker stored it)
     schedules: dict[str, bytes] = field(default_factory=dict)
     #: store_id -> IANA zone name
@@ -48,6 +50,10 @@ class PartitionSlice:
                  if store_id in self.schedules},
                 {store_id: self.zones[store_id] for store_id in chunk if store_id in self.zones},
             )
+
+    def polls_of(self, store_id: str) -> bytes:
+        """The store's polls end to end (none: empty)."""
+        return b"".join(self.polls.get(store_id, ()))
 
 
 class SnapshotBuilder:
@@ -77,9 +83,9 @@ class SnapshotBuilder:
     @staticmethod
     def polls(state: PartitionSlice) -> Polls:
         # One buffer of fixed-size polls that numpy reads without a Python loop per poll.
-        values = list(state.polls.values())
-        polls = np.frombuffer(b"".join(values), dtype=POLL_DTYPE)
-        counts = [len(value) // POLL_BYTES for value in values]
+        pieces = list(state.polls.values())
+        polls = np.frombuffer(b"".join(chain.from_iterable(pieces)), dtype=POLL_DTYPE)
+        counts = [sum(map(len, pieces_of_store)) // POLL_BYTES for pieces_of_store in pieces]
         return Polls(
             store_ids=object_array(state.polls),
             store_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),

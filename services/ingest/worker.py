@@ -28,6 +28,7 @@ from faust.types import TP, EventT, StreamT
 from storemon.config import Settings
 from storemon.ingest.changelog import ChangelogBatches, flush_until_sent
 from storemon.ingest.parts import AppliedOffsets, PartMaker
+from storemon.ingest.positions import read_uncommitted_from_beginning
 from storemon.ingest.recovery import PollDayRecovery
 from storemon.ingest.stores import QueryError, StoreAnswers
 from storemon.ingest.worker_metrics import WorkerMetrics
@@ -248,6 +249,7 @@ def create_app(settings: Settings) -> faust.App:
     # Every write of the worker's own tables goes through it, so that their records keep
     # their order.
     changelog = ChangelogBatches(app)
+    read_uncommitted_from_beginning(app.consumer)
 
     def note_newest_poll(partition: int) -> None:
         newest_us = retention.max_timestamp_us.get(partition)

@@ -211,7 +211,8 @@ async def test_a_report_asked_while_owners_join_a_new_deployment_completes(
 ):
     """A task fetched but not processed before a rebalance, on a partition where the worker
     group had never committed an offset, was never processed (faust-streaming): the report
-    stayed Running until it timed out. The reporter now asks again for late parts."""
+    stayed Running until it timed out. The worker now reads such partitions from their
+    beginning (services/ingest/positions.py); the reporter also asks again for late parts."""
     fresh = Stack.create(kafka_bootstrap, postgres_dsn, tmp_path, stores=600, seed=31)
     try:
         fresh.storemon("load", "--no-progress", *data_arguments(fresh.data))

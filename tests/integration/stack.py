@@ -8,6 +8,7 @@ equal once the worker holds all of it.
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import subprocess
 import urllib.request
@@ -45,6 +46,12 @@ def run_storemon(command: list[str], env: dict[str, str]) -> bytes:
     done = subprocess.run([*STOREMON, *command], env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
+
+
+def store_ids_in(path: Path) -> set[str]:
+    """The store_ids a data file (CSV with a store_id column) names."""
+    with path.open(newline="") as rows:
+        return {row["store_id"] for row in csv.DictReader(rows)}
 
 
 def data_arguments(data: GeneratedDataset) -> list[str]:

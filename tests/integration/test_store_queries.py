@@ -25,7 +25,7 @@ from storemon.timebase import US_PER_MINUTE, format_timestamp
 from storemon.uptime.engine import REPORT_COLUMNS
 
 from .services import STOREMON, ServiceProcess, free_port, wait_until
-from .stack import Stack, api_ready, data_arguments, eventually
+from .stack import Stack, api_ready, data_arguments, eventually, store_ids_in
 
 pytestmark = pytest.mark.integration
 
@@ -184,8 +184,7 @@ async def test_unknown_stores_are_404_bad_ids_400_and_as_of_is_checked(owners, h
 
 
 async def known_stores(owners: Owners) -> set[str]:
-    with Path(owners.stack.data.status_path).open() as rows:
-        return {row["store_id"] for row in csv.DictReader(rows)}
+    return store_ids_in(owners.stack.data.status_path)
 
 
 async def test_polls_come_oldest_first_a_page_at_a_time(owners, http, as_of):

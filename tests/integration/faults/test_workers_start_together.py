@@ -8,22 +8,15 @@ stayed at their end (about 2 deployments in 5 before services/ingest/positions.p
 Fresh topics and schema per deployment; nothing here stops a server.
 """
 
-import csv
-
 import pytest
 
 from ..services import StateProbe
-from ..stack import Stack, data_arguments
+from ..stack import Stack, data_arguments, store_ids_in
 
 pytestmark = pytest.mark.integration
 
 STORES = 2_000
 WORKERS = 4
-
-
-def store_ids(path) -> set[str]:
-    with path.open(newline="") as rows:
-        return {row["store_id"] for row in csv.DictReader(rows)}
 
 
 @pytest.mark.parametrize("seed", [41, 42])
@@ -38,9 +31,9 @@ def test_workers_starting_together_apply_every_loaded_record(
             stack.start(f"worker-{number}", "worker")
         stack.wait_for_worker()  # every input partition consumed to its end
         state = probe.view()
-        assert set(state.zones) == store_ids(stack.data.timezones_path)
-        assert set(state.schedules) == store_ids(stack.data.hours_path)
-        assert len(state.poll_days) == STORES
+        assert set(state.zones) == store_ids_in(stack.data.timezones_path)
+        assert set(state.schedules) == store_ids_in(stack.data.hours_path)
+        assert set(state.poll_days) == store_ids_in(stack.data.status_path)
     finally:
         probe.close()
         stack.close()

@@ -33,6 +33,7 @@ def read_uncommitted_from_beginning(consumer: Any) -> None:
         if uncommitted:
             log.info("partitions without a committed offset read from their beginning: %s",
                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in uncommitted))
+            # Faust's consumer has no seek_to_beginning of its own; its aiokafka thread has.
             await consumer._thread.seek_to_beginning(*uncommitted)
         return committed
 
